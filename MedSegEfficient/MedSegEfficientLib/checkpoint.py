@@ -1,0 +1,189 @@
+"""The self-describing model file: safetensors weights with the model card as JSON in its metadata.
+
+Nothing is ever unpickled. A plain PyTorch state dict (.pth) is imported with ``torch.load(weights_only=True)``,
+which refuses any pickled Python object beyond tensors and containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from .card import ModelCard
+from .errors import MedSegError, ModelFileError
+from .networks import build_network
+
+CARD_METADATA_KEY = "medseg_card"
+MODEL_SUFFIX = ".safetensors"
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+@dataclass
+class LoadedModel:
+    card: ModelCard
+    network: nn.Module
+    path: Path | None = None
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+
+def build_from_card(card: ModelCard) -> nn.Module:
+    return build_network(card.network.name, card.spatial_dims, card.in_channels, card.out_channels,
+                         preset=card.network.preset, args=card.network.args)
+
+
+def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module) -> Path:
+    """Write atomically: a crash mid-write never leaves a half model file under the final name."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
+    metadata = {CARD_METADATA_KEY: json.dumps(card.to_dict())}
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card alone, without reading the weights."""
+    from safetensors import safe_open
+
+    path = _existing_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as reader:
+            metadata = reader.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for corrupt headers
+        raise ModelFileError(f"{path.name} is not a readable model file (truncated or corrupt?): {error}") from None
+    if CARD_METADATA_KEY not in metadata:
+        raise ModelFileError(f"{path.name} has no model card (metadata key '{CARD_METADATA_KEY}')")
+    try:
+        data = json.loads(metadata[CARD_METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise ModelFileError(f"{path.name}: the model card is not valid JSON ({error})") from None
+    try:
+        return ModelCard.from_dict(data)
+    except ModelFileError as error:
+        raise ModelFileError(f"{path.name}: {error}") from None
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(path)
+    card = read_card(path)
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except Exception as error:
+        raise ModelFileError(f"{path.name}: the weights cannot be read (truncated or corrupt?): {error}") from None
+    network = build_from_card(card)
+    _load_weights(network, tensors, path.name)
+    return LoadedModel(card=card, network=network.eval().to(device), path=path)
+
+
+def import_state_dict(pth_path: str | os.PathLike, card: ModelCard, output: str | os.PathLike) -> Path:
+    """Import a plain PyTorch state dict (.pth/.pt) given the card that describes it."""
+    pth_path = _existing_file(pth_path)
+    state = load_state_dict_safely(pth_path)
+    for wrapper in ("state_dict", "model", "network_weights", "model_state_dict"):
+        if isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+            break
+    state = {_strip_prefix(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
+    network = build_from_card(card)
+    _load_weights(network, state, pth_path.name)
+    return save_model(output, card, network)
+
+
+def load_state_dict_safely(pth_path: str | os.PathLike) -> dict[str, Any]:
+    """``torch.load`` restricted to tensors and plain containers; a pickled object is refused."""
+    pth_path = _existing_file(pth_path)
+    try:
+        state = torch.load(str(pth_path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelFileError(f"{pth_path.name} holds pickled Python objects, which are never loaded "
+                             f"(save a plain state dict instead): {first_line}") from None
+    except Exception as error:
+        raise ModelFileError(f"{pth_path.name} is not a readable PyTorch file: {error}") from None
+    if not isinstance(state, Mapping):
+        raise ModelFileError(f"{pth_path.name} does not hold a state dict (found {type(state).__name__})")
+    return dict(state)
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """A path as is, or the name of a shipped or user-imported model."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == MODEL_SUFFIX or candidate.exists():
+        return _existing_file(candidate)
+    for folder in model_search_folders():
+        match = folder / f"{name_or_path}{MODEL_SUFFIX}"
+        if match.is_file():
+            return match
+    names = ", ".join(sorted(p.stem for f in model_search_folders() for p in f.glob(f"*{MODEL_SUFFIX}")))
+    raise ModelFileError(f"no model file or known model named '{name_or_path}' (known: {names or 'none'})")
+
+
+def model_search_folders() -> list[Path]:
+    folders = [SHIPPED_MODELS_DIR, user_models_folder()]
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def user_models_folder() -> Path:
+    root = os.environ.get("MEDSEG_MODELS_DIR")
+    return Path(root) if root else Path.home() / ".medsegefficient" / "models"
+
+
+def default_model_path() -> Path:
+    return SHIPPED_MODELS_DIR / "abdomen_ct_demo.safetensors"
+
+
+def _load_weights(network: nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    try:
+        result = network.load_state_dict(dict(tensors), strict=False)
+    except RuntimeError as error:  # shape mismatches
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise ModelFileError(f"{source}: weights do not match the network in the card: {detail}") from None
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[0]})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
+    if problems:
+        raise ModelFileError(f"{source}: weights do not match the network in the card: " + ", ".join(problems))
+
+
+def _strip_prefix(key: str) -> str:
+    # DataParallel and torch.compile wrap names; the network itself never has these prefixes.
+    for prefix in ("module.", "_orig_mod."):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    return path
+
+
+__all__ = ["LoadedModel", "MedSegError", "build_from_card", "default_model_path", "import_state_dict",
+           "load_model", "load_state_dict_safely", "read_card", "resolve_model_path", "save_model",
+           "user_models_folder"]

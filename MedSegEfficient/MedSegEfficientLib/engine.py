@@ -1,0 +1,248 @@
+"""The engine: a volume and a model in, an integer label array on the input grid out.
+
+3D models: reorient and resample to the model's spacing, normalise, MONAI sliding window with Gaussian
+blending, argmax, nearest-neighbour labels back to the input grid. 2D models: the same grid handling, then
+slices in batches. A progress callback and a cancel check run between tiles or slice batches; on GPU
+out-of-memory the batch is halved, then the run moves to the CPU, and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import LoadedModel, load_model
+from .devices import describe_device, empty_cache, is_out_of_memory, select_device
+from .errors import Cancelled, MedSegError
+from .preprocessing import ModelGrid, check_input, labels_to_input_grid, to_model_grid
+from .resources import peak_ram_bytes
+from .volume import Volume
+
+ProgressCallback = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+# Share of the progress bar given to each stage; the network gets the most, reported per tile or slice.
+_STAGE_SPAN = {"preprocessing": (0.0, 0.1), "network": (0.1, 0.9), "postprocessing": (0.9, 1.0)}
+_GPU_OUTPUT_LIMIT_BYTES = 2 * 2**30  # larger blended outputs accumulate in host memory instead
+
+
+@dataclass
+class SegmentOptions:
+    device: str = "auto"
+    fast: bool = False  # fewer overlapping tiles: about half the network time, slightly rougher borders
+    batch_size: int | None = None  # tiles (3D) or slices (2D) per forward pass
+    overlap: float | None = None
+    mixed_precision: bool = True  # float16 autocast on CUDA
+
+    def tile_overlap(self) -> float:
+        if self.overlap is not None:
+            return self.overlap
+        return 0.25 if self.fast else 0.5
+
+
+@dataclass
+class RunReport:
+    device: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_gpu_bytes: int = 0
+    peak_ram_bytes: int = 0
+    notices: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        stages = ", ".join(f"{name} {value:.2f} s" for name, value in self.seconds.items())
+        total = sum(self.seconds.values())
+        memory = f"peak RAM {self.peak_ram_bytes / 2**30:.2f} GiB"
+        if self.peak_gpu_bytes:
+            memory += f", peak GPU {self.peak_gpu_bytes / 2**30:.2f} GiB"
+        return f"{total:.2f} s ({stages}); {memory}; device {self.device}"
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray  # integer labels on the input grid, (k, j, i)
+    report: RunReport
+
+
+class Segmenter:
+    """Holds a loaded model on its device so that repeated runs pay the start-up once."""
+
+    def __init__(self, model: LoadedModel, options: SegmentOptions | None = None) -> None:
+        self.model = model
+        self.options = options or SegmentOptions()
+        self.device = select_device(self.options.device)
+        self.model.network.to(self.device).eval()
+
+    @classmethod
+    def from_file(cls, path, options: SegmentOptions | None = None) -> "Segmenter":
+        return cls(load_model(path), options)
+
+    @property
+    def card(self):
+        return self.model.card
+
+    def segment(self, volume: Volume, progress: ProgressCallback | None = None,
+                cancel: CancelCheck | None = None) -> SegmentationResult:
+        report = RunReport(device=describe_device(self.device))
+        tracker = _Tracker(progress, cancel)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        with _timed(report, "preprocessing"):
+            check_input(volume, self.card)
+            tracker.stage("preprocessing", 0.0)
+            grid = to_model_grid(volume, self.card)
+            tracker.stage("preprocessing", 1.0)
+        with _timed(report, "network"):
+            labels = self._infer_with_fallback(grid, tracker, report)
+        with _timed(report, "postprocessing"):
+            tracker.stage("postprocessing", 0.0)
+            labels = labels_to_input_grid(labels, grid.geometry, volume)
+            tracker.stage("postprocessing", 1.0)
+        if self.device.type == "cuda":
+            report.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
+        report.peak_ram_bytes = peak_ram_bytes()
+        return SegmentationResult(labels, report)
+
+    def _infer_with_fallback(self, grid: ModelGrid, tracker: "_Tracker", report: RunReport) -> np.ndarray:
+        batch = self.options.batch_size or (4 if self.card.spatial_dims == 3 else 16)
+        while True:
+            try:
+                return self._infer(grid, batch, tracker)
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                empty_cache(self.device)
+                if batch > 1:
+                    batch = max(1, batch // 2)
+                    report.notices.append(f"out of memory on {self.device.type}: retrying with batch {batch}")
+                elif self.device.type != "cpu":
+                    report.notices.append(f"out of memory on {self.device.type} at batch 1: continuing on the CPU")
+                    self.device = torch.device("cpu")
+                    self.model.network.to(self.device)
+                    report.device = describe_device(self.device) + " (after GPU out of memory)"
+                else:
+                    raise MedSegError("out of memory on the CPU: use fast mode, a region of interest, "
+                                      "or a machine with more memory") from None
+
+    def _infer(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        autocast = torch.autocast("cuda", dtype=torch.float16,
+                                  enabled=self.device.type == "cuda" and self.options.mixed_precision)
+        with torch.inference_mode(), autocast:
+            if self.card.spatial_dims == 3:
+                return self._infer_volume(grid, batch, tracker)
+            return self._infer_slices(grid, batch, tracker)
+
+    def _label_dtype(self) -> type:
+        return np.uint8 if self.card.out_channels <= 256 else np.uint16
+
+    def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        from monai.inferers import sliding_window_inference
+
+        image = torch.from_numpy(grid.array)[None].to(self.device)
+        spatial = tuple(image.shape[2:])
+        if self.card.patch_size is None:  # whole volume at once, padded to the network's divisor
+            tracker.expect(1)
+            logits = _forward_padded(self.model.network, image, self.card.size_divisor)
+            tracker.advance()
+        else:
+            roi = tuple(self.card.patch_size)
+            overlap = self.options.tile_overlap()
+            tracker.expect(count_windows(spatial, roi, overlap, batch))
+            output_device = self.device
+            if self.card.out_channels * math.prod(spatial) * 4 > _GPU_OUTPUT_LIMIT_BYTES:
+                output_device = torch.device("cpu")
+
+            def predictor(tiles: torch.Tensor) -> torch.Tensor:
+                tracker.check_cancel()
+                result = self.model.network(tiles)
+                tracker.advance()
+                return result
+
+            logits = sliding_window_inference(image, roi, batch, predictor, overlap=overlap, mode="gaussian",
+                                              sw_device=self.device, device=output_device)
+        return logits[0].argmax(0).to(torch.int32).cpu().numpy().astype(self._label_dtype())
+
+    def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a.
+        slices = np.moveaxis(grid.array, 3 - self.card.slice_axis, 1)
+        count = slices.shape[1]
+        labels = np.empty(slices.shape[1:], dtype=self._label_dtype())
+        tracker.expect(math.ceil(count / batch))
+        for start in range(0, count, batch):
+            tracker.check_cancel()
+            chunk = torch.from_numpy(np.ascontiguousarray(slices[:, start:start + batch])).transpose(0, 1)
+            logits = self._forward_2d(chunk.to(self.device))
+            labels[start:start + batch] = logits.argmax(1).cpu().numpy()
+            tracker.advance()
+        return np.moveaxis(labels, 0, 2 - self.card.slice_axis)
+
+    def _forward_2d(self, images: torch.Tensor) -> torch.Tensor:
+        if self.card.patch_size is None:
+            return _forward_padded(self.model.network, images, self.card.size_divisor)
+        size = tuple(images.shape[2:])
+        resized = F.interpolate(images, size=tuple(self.card.patch_size), mode="bilinear", align_corners=False)
+        logits = self.model.network(resized)
+        return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def _forward_padded(network: torch.nn.Module, images: torch.Tensor, divisor: int) -> torch.Tensor:
+    spatial = images.shape[2:]
+    pads: list[int] = []
+    for size in reversed(spatial):  # F.pad wants the last axis first
+        pads += [0, (-size) % divisor]
+    padded = F.pad(images, pads, mode="replicate") if any(pads) else images
+    logits = network(padded)
+    return logits[(Ellipsis, *(slice(0, size) for size in spatial))]
+
+
+def count_windows(spatial: tuple[int, ...], roi: tuple[int, ...], overlap: float, batch: int) -> int:
+    """Forward passes MONAI's sliding window makes (windows grouped by batch)."""
+    from monai.data.utils import dense_patch_slices
+
+    padded = tuple(max(s, r) for s, r in zip(spatial, roi))
+    interval = tuple(r if r == s else max(1, int(r * (1 - overlap))) for s, r in zip(padded, roi))
+    return math.ceil(len(dense_patch_slices(padded, roi, interval)) / batch)
+
+
+class _Tracker:
+    """Maps per-tile steps onto the overall progress bar and raises Cancelled when asked to stop."""
+
+    def __init__(self, progress: ProgressCallback | None, cancel: CancelCheck | None) -> None:
+        self._progress = progress
+        self._cancel = cancel
+        self._total = 1
+        self._done = 0
+
+    def check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel():
+            raise Cancelled("cancelled by the user; nothing was written")
+
+    def stage(self, name: str, fraction: float) -> None:
+        self.check_cancel()
+        if self._progress is not None:
+            low, high = _STAGE_SPAN[name]
+            self._progress(low + (high - low) * fraction, name)
+
+    def expect(self, steps: int) -> None:
+        self._total, self._done = max(1, steps), 0
+        self.stage("network", 0.0)
+
+    def advance(self) -> None:
+        self._done += 1
+        self.stage("network", min(1.0, self._done / self._total))
+
+
+class _timed:
+    def __init__(self, report: RunReport, name: str) -> None:
+        self.report, self.name = report, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.report.seconds[self.name] = self.report.seconds.get(self.name, 0.0) + time.perf_counter() - self.start

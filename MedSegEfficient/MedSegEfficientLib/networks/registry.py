@@ -1,0 +1,80 @@
+"""Network registry: a network is built from its name, an optional preset and constructor arguments.
+
+Each network family registers a builder taking ``spatial_dims``, ``in_channels``, ``out_channels`` and its
+own keyword arguments; a preset is a named set of those arguments. No global state beyond this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+from ..errors import NetworkConfigError
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    builder: Builder
+    spatial_dims: tuple[int, ...]
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+    default_preset: str | None = None
+
+
+_REGISTRY: dict[str, NetworkSpec] = {}
+
+
+def register_network(spec: NetworkSpec) -> NetworkSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"network '{spec.name}' is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def available_networks() -> list[NetworkSpec]:
+    _load_builtin_families()
+    return sorted(_REGISTRY.values(), key=lambda spec: spec.name)
+
+
+def get_network_spec(name: str) -> NetworkSpec:
+    _load_builtin_families()
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise NetworkConfigError(f"unknown network '{name}' (registered: {known})")
+    return _REGISTRY[name]
+
+
+def resolve_arguments(name: str, preset: str | None, args: dict[str, Any] | None) -> dict[str, Any]:
+    """The preset's arguments overridden by explicit ones."""
+    spec = get_network_spec(name)
+    preset = preset or spec.default_preset
+    merged: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in spec.presets:
+            known = ", ".join(sorted(spec.presets)) or "none"
+            raise NetworkConfigError(f"network '{name}' has no preset '{preset}' (presets: {known})")
+        merged.update(spec.presets[preset])
+    merged.update(args or {})
+    return merged
+
+
+def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: int,
+                  preset: str | None = None, args: dict[str, Any] | None = None) -> nn.Module:
+    spec = get_network_spec(name)
+    if spatial_dims not in spec.spatial_dims:
+        raise NetworkConfigError(f"network '{name}' supports {spec.spatial_dims}D, not {spatial_dims}D")
+    kwargs = resolve_arguments(name, preset, args)
+    try:
+        return spec.builder(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
+    except (TypeError, ValueError, AssertionError) as error:
+        raise NetworkConfigError(f"network '{name}' rejected its arguments {kwargs}: {error}") from error
+
+
+def _load_builtin_families() -> None:
+    # Imported lazily so that importing the registry never pulls every family (and its cost) in.
+    from . import monai_baselines  # noqa: F401
