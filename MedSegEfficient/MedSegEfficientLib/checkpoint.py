@@ -54,6 +54,7 @@ def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module) -> 
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
+        os.chmod(temporary, 0o644)  # mkstemp creates owner-only files; a model file is meant to be shared
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

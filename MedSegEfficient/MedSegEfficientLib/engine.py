@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .checkpoint import LoadedModel, load_model
 from .devices import describe_device, empty_cache, is_out_of_memory, select_device
 from .errors import Cancelled, MedSegError
-from .preprocessing import ModelGrid, check_input, labels_to_input_grid, to_model_grid
+from .preprocessing import ModelGrid, check_input, resample_labels, to_model_grid
 from .resources import peak_ram_bytes
 from .volume import Volume
 
@@ -101,7 +101,7 @@ class Segmenter:
             labels = self._infer_with_fallback(grid, tracker, report)
         with _timed(report, "postprocessing"):
             tracker.stage("postprocessing", 0.0)
-            labels = labels_to_input_grid(labels, grid.geometry, volume)
+            labels = resample_labels(labels, grid.geometry, volume)
             tracker.stage("postprocessing", 1.0)
         if self.device.type == "cuda":
             report.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
@@ -113,9 +113,11 @@ class Segmenter:
         while True:
             try:
                 return self._infer(grid, batch, tracker)
-            except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+            except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as error:
                 if not is_out_of_memory(error):
-                    raise
+                    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise MedSegError(f"model '{self.card.name}' cannot take this input (model grid "
+                                      f"{tuple(grid.array.shape[1:])}): {detail}") from error
                 empty_cache(self.device)
                 if batch > 1:
                     batch = max(1, batch // 2)
@@ -163,8 +165,10 @@ class Segmenter:
                 tracker.advance()
                 return result
 
+            # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
             logits = sliding_window_inference(image, roi, batch, predictor, overlap=overlap, mode="gaussian",
-                                              sw_device=self.device, device=output_device)
+                                              cval=float(grid.array.min()), sw_device=self.device,
+                                              device=output_device)
         return logits[0].argmax(0).to(torch.int32).cpu().numpy().astype(self._label_dtype())
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:

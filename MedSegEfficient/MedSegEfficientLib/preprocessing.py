@@ -88,16 +88,16 @@ def normalize(array: np.ndarray, norm: Normalization) -> np.ndarray:
     return array
 
 
-def labels_to_input_grid(labels: np.ndarray, model_geometry: Volume, input_volume: Volume) -> np.ndarray:
-    """Nearest-neighbour labels from the model grid onto the input grid (orientation and spacing)."""
+def resample_labels(labels: np.ndarray, source: Volume, target: Volume) -> np.ndarray:
+    """Nearest-neighbour labels from the ``source`` grid onto the ``target`` grid (orientation and spacing)."""
     import SimpleITK as sitk
 
-    source = model_geometry.with_array(labels)
-    if source.same_grid(input_volume):
+    source = source.with_array(labels)
+    if source.same_grid(target):
         return labels
     label_image = to_sitk(source)
-    k, j, i = input_volume.grid_shape
+    k, j, i = target.grid_shape
     result = sitk.Resample(label_image, [i, j, k], sitk.Transform(), sitk.sitkNearestNeighbor,
-                           input_volume.origin, input_volume.spacing, tuple(input_volume.direction.ravel()), 0,
+                           target.origin, target.spacing, tuple(target.direction.ravel()), 0,
                            label_image.GetPixelID())
     return sitk.GetArrayFromImage(result)

@@ -24,6 +24,12 @@ class NetworkSpec:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     default_preset: str | None = None
+    preset_dims: dict[str, int] = field(default_factory=dict)  # presets made for one dimensionality
+
+    def dims_for(self, preset: str | None) -> int:
+        """The natural dimensionality for a preset: its own, else 3D where supported."""
+        preset = preset or self.default_preset
+        return self.preset_dims.get(preset or "", max(self.spatial_dims))
 
 
 _REGISTRY: dict[str, NetworkSpec] = {}
@@ -77,4 +83,4 @@ def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: 
 
 def _load_builtin_families() -> None:
     # Imported lazily so that importing the registry never pulls every family (and its cost) in.
-    from . import monai_baselines  # noqa: F401
+    from . import monai_baselines, nnunet_topologies  # noqa: F401
