@@ -49,6 +49,7 @@ class TrainConfig:
     description: str = ""
     workers: int = 0
     validation_fraction: float = 0.2
+    max_minutes: float | None = None  # stop after the epoch that passes this wall time, keeping the best model
     command: str = ""  # the command line, recorded in the card for provenance
 
 
@@ -101,13 +102,11 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     progress = _progress_bar(total_steps, show_progress)
     best: float | None = None
     history: list[EpochRecord] = []
-    batches = _endless(loader)
     started = time.time()
     for epoch in range(1, config.epochs + 1):
         network.train()
         epoch_start, losses = time.time(), []
-        for _ in range(config.iterations_per_epoch):
-            batch = next(batches)
+        for batch in loader:
             images, labels = batch["image"].to(device), batch["label"].to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
@@ -134,6 +133,9 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
             _record_results(card, record, validation_cases, config, device, time.time() - started)
             save_model(output, card, network)
             say(f"saved {output} (epoch {epoch})")
+        if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
+            say(f"stopping after epoch {epoch}: the {config.max_minutes} minute limit has passed")
+            break
     progress.close()
     log_file.close()
     return card
@@ -182,13 +184,12 @@ def _training_loader(cases: list[TrainingCase], card: ModelCard, config: TrainCo
     patch = config.patch_size or (card.patch_size if card.spatial_dims == 3 else [256, 256])
     pad_value = min(float(item["image"].min()) for item in items)  # air, as the engine pads at inference
     transforms = training_transforms(card.spatial_dims, list(patch), pad_value)
-    return DataLoader(Dataset(items, transforms), batch_size=config.batch_size, shuffle=True,
-                      num_workers=config.workers, drop_last=False)
-
-
-def _endless(loader):
-    while True:
-        yield from loader
+    # One pass of the loader is one epoch: the cases repeat so that each epoch draws
+    # iterations_per_epoch batches of random crops, and worker processes start once.
+    draws = config.iterations_per_epoch * config.batch_size
+    repeated = [items[index % len(items)] for index in range(draws)]
+    return DataLoader(Dataset(repeated, transforms), batch_size=config.batch_size, shuffle=True,
+                      num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=True)
 
 
 def _extra_loss(network: torch.nn.Module) -> torch.Tensor | float:

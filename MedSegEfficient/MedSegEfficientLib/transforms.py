@@ -1,11 +1,48 @@
 """Training augmentation from MONAI: foreground-biased crops, small affine changes, intensity jitter.
 
 No flips: many labels are sided (left and right kidney), and a flip would teach the network to swap them.
+A random slab keeps only a few slices of a 3D crop (the rest filled with air), so that a model trained on
+whole-body scans also works on partial acquisitions of a few centimetres.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
+
+
+def _randomizable():
+    from monai.transforms import Randomizable
+
+    return Randomizable
+
+
+class RandSlabd(_randomizable()):
+    """With probability ``prob``, keep a random run of 4..all slices along array axis 1 (z) of a
+    channel-first crop; fill the rest of the image with ``pad_value`` and of the labels with background."""
+
+    def __init__(self, prob: float, pad_value: float, min_slices: int = 4) -> None:
+        # Randomizable gives ``self.R``, which MONAI's DataLoader reseeds in every worker process.
+        self.prob, self.pad_value, self.min_slices = prob, pad_value, min_slices
+
+    def randomize(self, data=None) -> None:  # required by Randomizable; draws happen in __call__
+        pass
+
+    def __call__(self, data: dict) -> dict:
+        depth = data["image"].shape[1]
+        if depth <= self.min_slices or self.R.random_sample() >= self.prob:
+            return data
+        thickness = int(self.R.randint(self.min_slices, depth))
+        start = int(self.R.randint(0, depth - thickness + 1))
+        outside = np.ones(depth, bool)
+        outside[start:start + thickness] = False
+        data = dict(data)
+        data["image"] = data["image"].clone() if hasattr(data["image"], "clone") else data["image"].copy()
+        data["label"] = data["label"].clone() if hasattr(data["label"], "clone") else data["label"].copy()
+        data["image"][:, outside] = self.pad_value
+        data["label"][:, outside] = 0
+        return data
 
 
 def training_transforms(spatial_dims: int, patch_size: list[int], pad_value: float = 0.0):
@@ -23,6 +60,7 @@ def training_transforms(spatial_dims: int, patch_size: list[int], pad_value: flo
         T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=crop_size, pos=2, neg=1, num_samples=1,
                                  allow_smaller=True),
         *squeeze,
+        *([RandSlabd(prob=0.25, pad_value=pad_value)] if spatial_dims == 3 else []),
         T.RandAffined(keys, prob=0.3, rotate_range=[angle] * (3 if spatial_dims == 3 else 1),
                       scale_range=[0.15] * spatial_dims, mode=("bilinear", "nearest"), padding_mode="border"),
         T.RandGaussianNoised("image", prob=0.15, std=0.1),
