@@ -105,20 +105,30 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     started = time.time()
     for epoch in range(1, config.epochs + 1):
         network.train()
-        epoch_start, losses = time.time(), []
+        epoch_start, losses, skipped = time.time(), [], 0
         for batch in loader:
             images, labels = batch["image"].to(device), batch["label"].to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                loss = loss_function(network(images), labels)
-                loss = loss + _extra_loss(network)
+                logits = network(images)
+            # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
+            loss = loss_function(logits.float(), labels) + _extra_loss(network)
+            scheduler.step()
+            if not torch.isfinite(loss):
+                skipped += 1
+                continue
             scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=12.0)
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
             losses.append(float(loss.detach()))
             progress.update(1)
             progress.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        if skipped:
+            say(f"epoch {epoch}: skipped {skipped} batch(es) with a non-finite loss")
+        if not losses:
+            raise MedSegError("training diverged: every batch of an epoch had a non-finite loss; lower --lr")
         dice = validate(LoadedModel(card, network), validation_cases, device) if validation_cases else {}
         scored = [v for v in dice.values() if not math.isnan(v)]
         mean_dice = float(np.mean(scored)) if scored else None
