@@ -11,4 +11,4 @@ medseg train "$data" -o "$out" \
   --description "Small 3D U-Net trained on one real CT (TotalSegmentator example_ct) to show the pipeline end to end; not for clinical use." \
   --network monai_unet --args '{"channels": [16, 32, 64, 128, 192], "num_res_units": 1}' \
   --patch-size 96 96 96 --spacing 3 3 3 --batch-size 4 --lr 2e-3 \
-  --epochs 150 --iterations-per-epoch 50 --workers 12 --max-minutes 8.5 --quiet "$@"
+  --epochs 130 --iterations-per-epoch 50 --workers 12 --max-minutes 6 --quiet "$@"
