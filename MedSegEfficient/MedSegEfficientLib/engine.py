@@ -29,7 +29,7 @@ CancelCheck = Callable[[], bool]
 
 # Share of the progress bar given to each stage; the network gets the most, reported per tile or slice.
 _STAGE_SPAN = {"preprocessing": (0.0, 0.1), "network": (0.1, 0.9), "postprocessing": (0.9, 1.0)}
-_GPU_OUTPUT_LIMIT_BYTES = 2 * 2**30  # larger blended outputs accumulate in host memory instead
+_GPU_OUTPUT_SHARE = 0.5  # blended outputs larger than this share of free GPU memory accumulate on the host
 
 
 @dataclass
@@ -155,9 +155,7 @@ class Segmenter:
             roi = tuple(self.card.patch_size)
             overlap = self.options.tile_overlap()
             tracker.expect(count_windows(spatial, roi, overlap, batch))
-            output_device = self.device
-            if self.card.out_channels * math.prod(spatial) * 4 > _GPU_OUTPUT_LIMIT_BYTES:
-                output_device = torch.device("cpu")
+            output_device = _blending_device(self.device, self.card.out_channels * math.prod(spatial) * 4)
 
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
                 tracker.check_cancel()
@@ -202,6 +200,15 @@ def _forward_padded(network: torch.nn.Module, images: torch.Tensor, divisor: int
     padded = F.pad(images, pads, mode="replicate") if any(pads) else images
     logits = network(padded)
     return logits[(Ellipsis, *(slice(0, size) for size in spatial))]
+
+
+def _blending_device(device: torch.device, output_bytes: int) -> torch.device:
+    """Blend tiles on the GPU when the float32 output and its weight map fit comfortably in free memory;
+    blending on the host instead is several times slower, but never runs out of GPU memory."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if 2 * output_bytes < _GPU_OUTPUT_SHARE * free else torch.device("cpu")
 
 
 def count_windows(spatial: tuple[int, ...], roi: tuple[int, ...], overlap: float, batch: int) -> int:
