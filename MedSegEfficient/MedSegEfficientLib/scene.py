@@ -65,7 +65,8 @@ def labels_to_segmentation_node(scene, labels: np.ndarray, reference_node, label
             scene.RemoveNode(segmentation_node)
         raise
     finally:
-        for node in (labelmap, colors):
+        temporary = [labelmap.GetDisplayNode(), labelmap] if labelmap is not None else []
+        for node in temporary + [colors]:
             if node is not None:
                 scene.RemoveNode(node)
     return segmentation_node

@@ -113,15 +113,16 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
                 logits = network(images)
             # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
             loss = loss_function(logits.float(), labels) + _extra_loss(network)
-            scheduler.step()
             if not torch.isfinite(loss):
                 skipped += 1
+                scheduler.step()
                 continue
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=12.0)
             scaler.step(optimizer)
             scaler.update()
+            scheduler.step()
             losses.append(float(loss.detach()))
             progress.update(1)
             progress.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")

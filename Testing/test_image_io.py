@@ -1,0 +1,72 @@
+"""Reading real CT files and DICOM series; writing label maps and Slicer .seg.nrrd files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from MedSegEfficientLib.errors import InputImageError
+from MedSegEfficientLib.imageio import read_image, write_label_image
+from MedSegEfficientLib.segfile import segment_metadata
+from MedSegEfficientLib.volume import Volume, to_sitk
+from models_for_tests import LABELS
+from phantoms import make_phantom, oblique_direction
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_formats_keep_voxels_and_geometry(tmp_path, suffix):
+    image, _ = make_phantom(direction=oblique_direction())
+    path = write_label_image(image.array, image, tmp_path / f"ct{suffix}")
+    back = read_image(path)
+    assert np.array_equal(back.array, image.array)
+    assert np.allclose(back.ijk_to_lps(), image.ijk_to_lps(), atol=1e-4)
+
+
+def test_dicom_series_folder_matches_its_mask_geometry(samples):
+    volume = read_image(samples["example_ct_dicom"])
+    mask = read_image(samples["example_seg_dicom"])
+    assert volume.grid_shape == (20, 512, 512)
+    assert volume.spacing == pytest.approx((0.9765625, 0.9765625, 2.0))
+    # same physical grid, stored with another y direction: the corners coincide
+    corners = [np.array([i, j, k, 1.0]) for i in (0, 511) for j in (0, 511) for k in (0, 19)]
+    ours = sorted(tuple(np.round(volume.ijk_to_lps() @ c, 3)) for c in corners)
+    theirs = sorted(tuple(np.round(mask.ijk_to_lps() @ c, 3)) for c in corners)
+    assert ours == theirs
+
+
+def test_real_ct_geometry(samples):
+    volume = read_image(samples["example_ct"])
+    assert volume.grid_shape == (112, 101, 122)
+    assert volume.array.dtype == np.int32
+    assert np.allclose(volume.direction, np.diag([-1, -1, 1]))
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    with pytest.raises(InputImageError, match="no such file"):
+        read_image(tmp_path / "missing.nii.gz")
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"this is not an image")
+    with pytest.raises(InputImageError, match="cannot read broken.nii.gz"):
+        read_image(broken)
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    with pytest.raises(InputImageError, match="no DICOM series"):
+        read_image(empty)
+
+
+def test_four_dimensional_image_is_refused(tmp_path):
+    series = sitk.JoinSeries([to_sitk(make_phantom(shape=(6, 8, 8))[0])] * 3)
+    path = tmp_path / "fmri.nii.gz"
+    sitk.WriteImage(series, str(path))
+    with pytest.raises(InputImageError, match="is 4D"):
+        read_image(path)
+
+
+def test_segment_extents_and_terminology():
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[1:3, 2, 3:5] = 1
+    metadata = segment_metadata(labels, Volume(labels), LABELS)
+    assert metadata["Segment0_Extent"] == "3 4 2 2 1 2"
+    assert metadata["Segment1_Extent"] == "0 -1 0 -1 0 -1"
+    assert "SCT^10200004^Liver" in metadata["Segment0_Tags"]
