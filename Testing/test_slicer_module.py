@@ -1,0 +1,89 @@
+"""The Slicer module file: its Logic drives the same code path on a real slicer-core scene; the .ui is complete."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from MedSegEfficientLib.checkpoint import default_model_path, read_card  # noqa: E402
+from MedSegEfficientLib.errors import Cancelled  # noqa: E402
+from MedSegEfficientLib.scene import volume_from_node  # noqa: E402
+
+UI_FILE = Path(__file__).resolve().parents[1] / "MedSegEfficient" / "Resources" / "UI" / "MedSegEfficient.ui"
+
+
+@pytest.fixture()
+def module(slicer_logics):
+    from slicer_application_standin import import_module_file
+
+    slicer_logics.install_application_globals()
+    return import_module_file()
+
+
+def load_real_ct(logics, path):
+    node = logics.volumes.AddArchetypeVolume(str(path), "example_ct", 0, None)
+    assert node is not None
+    return node
+
+
+def test_logic_segments_a_real_ct_volume_node(module, slicer_logics, samples):
+    volume = load_real_ct(slicer_logics, samples["example_ct"])
+    progress = []
+    result = module.MedSegEfficientLogic().process(volume, None, device="cpu", fast=True,
+                                                   progress=lambda f, s: progress.append(f))
+    segmentation = result.segmentation_node.GetSegmentation()
+    names = {segmentation.GetSegment(i).GetName() for i in segmentation.GetSegmentIDs()}
+    assert {"liver", "spleen", "aorta", "vertebrae"} <= names
+    assert names <= {label.name for label in read_card(default_model_path()).labels}
+    assert progress[-1] == pytest.approx(1.0)
+    # The segmentation's reference geometry is the input volume's
+    shape = volume_from_node(volume).grid_shape
+    geometry = segmentation.GetConversionParameter("Reference image geometry")
+    assert geometry.endswith(f"0;{shape[2] - 1};0;{shape[1] - 1};0;{shape[0] - 1};")
+
+
+def test_cancel_leaves_the_scene_as_it_was(module, slicer_logics, samples):
+    volume = load_real_ct(slicer_logics, samples["example_ct"])
+    before = slicer_logics.scene.GetNumberOfNodes()
+    voxels = slicer.util.arrayFromVolume(volume).copy()
+    with pytest.raises(Cancelled):
+        module.MedSegEfficientLogic().process(volume, None, device="cpu", cancel=lambda: True)
+    assert slicer_logics.scene.GetNumberOfNodes() == before
+    assert np.array_equal(slicer.util.arrayFromVolume(volume), voxels)
+
+
+def test_the_panel_has_every_control_the_widget_uses():
+    names = {widget.get("name") for widget in ElementTree.parse(UI_FILE).iter("widget")}
+    source = (UI_FILE.parents[2] / "MedSegEfficient.py").read_text()
+    used = {name for name in names if f"self.ui.{name}" in source}
+    assert {"inputVolumeSelector", "modelSelector", "deviceSelector", "fastCheckBox", "segmentButton",
+            "progressBar", "statusLabel"} <= used
+
+
+def test_the_ui_file_loads_in_real_qt(tmp_path):
+    pytest.importorskip("PySide6")
+    from PySide6.QtCore import QFile, QIODevice
+    from PySide6.QtUiTools import QUiLoader
+    from PySide6.QtWidgets import QApplication, QComboBox, QProgressBar, QPushButton
+
+    application = QApplication.instance() or QApplication([])
+    # Slicer-only classes (qMRMLWidget, ctkCollapsibleButton, qMRMLNodeComboBox) fall back to QWidget.
+    text = UI_FILE.read_text()
+    for slicer_class in ("qMRMLWidget", "ctkCollapsibleButton", "qMRMLNodeComboBox"):
+        text = text.replace(f'class="{slicer_class}"', 'class="QWidget"')
+    plain = tmp_path / "panel.ui"
+    plain.write_text(text)
+    handle = QFile(str(plain))
+    assert handle.open(QIODevice.ReadOnly)
+    panel = QUiLoader().load(handle)
+    handle.close()
+    assert panel is not None, application
+    assert panel.findChild(QPushButton, "segmentButton").text() == "Segment"
+    assert not panel.findChild(QPushButton, "segmentButton").isEnabled()  # until a volume is chosen
+    assert panel.findChild(QProgressBar, "progressBar") is not None
+    assert panel.findChild(QComboBox, "modelSelector") is not None
