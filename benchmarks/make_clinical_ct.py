@@ -1,12 +1,12 @@
 """The "clinical-size" CT of performance.md: TotalSegmentator's 1.5 mm aorta CT resampled to 0.8 x 0.8 x 1.5 mm
 (about 437 x 313 x 191 voxels, typical of a 512 x 512 x 300 scan).
 
-    python benchmarks/make_clinical_ct.py [SOURCE.nii.gz] OUT.nii.gz
+    python benchmarks/make_clinical_ct.py OUT.nii.gz [--source SOURCE.nii.gz]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import SimpleITK as sitk
 
@@ -24,6 +24,8 @@ def make_clinical_ct(source: str, output: str) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    source = args[0] if len(args) == 2 else str(sample_paths()["aorta_ct"])
-    make_clinical_ct(source, args[-1])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("output")
+    parser.add_argument("--source", help="the 1.5 mm aorta CT (default: fetched with `medseg sample-data`)")
+    args = parser.parse_args()
+    make_clinical_ct(args.source or str(sample_paths()["aorta_ct"]), args.output)

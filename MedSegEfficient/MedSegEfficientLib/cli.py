@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample-data", help="fetch the real sample CTs (TotalSegmentator 2.18.0, via pip)")
     sample.add_argument("--json", action="store_true")
+    sample.add_argument("--path", metavar="NAME", help="print only this sample's path (e.g. example_ct)")
     sample.set_defaults(handler=_sample_data)
 
     importer = commands.add_parser("import", help="import weights into a model file")
@@ -166,6 +167,11 @@ def _sample_data(args: argparse.Namespace) -> int:
     from .sampledata import sample_paths
 
     paths = sample_paths()
+    if args.path:
+        if args.path not in paths:
+            raise MedSegError(f"no sample named '{args.path}' (samples: {', '.join(paths)})")
+        print(paths[args.path])
+        return 0
     if args.json:
         print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
     else:
