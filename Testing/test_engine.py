@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from MedSegEfficientLib.checkpoint import load_model
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter, count_windows
+from MedSegEfficientLib.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.errors import Cancelled, InputImageError, MedSegError
 from MedSegEfficientLib.metrics import dice_per_label
 from MedSegEfficientLib.volume import Volume
@@ -132,16 +132,3 @@ def test_an_absent_gpu_is_an_error_not_a_silent_cpu_run(model_3d):
         pytest.skip("this machine has a GPU")
     with pytest.raises(MedSegError, match="no CUDA GPU"):
         Segmenter(model_3d, SegmentOptions(device="cuda"))
-
-
-def test_window_count_matches_monai():
-    from monai.inferers import sliding_window_inference
-
-    calls = []
-
-    def predictor(x):
-        calls.append(x.shape[0])
-        return x
-
-    sliding_window_inference(torch.zeros(1, 1, 50, 37, 70), (16, 16, 16), 3, predictor, overlap=0.5)
-    assert count_windows((50, 37, 70), (16, 16, 16), 0.5, 3) == len(calls)

@@ -9,6 +9,6 @@ shift 2
 medseg train "$data" -o "$out" \
   --name "Abdominal CT demo (11 structures, 3 mm)" \
   --description "Small 3D U-Net trained on one real CT (TotalSegmentator example_ct) to show the pipeline end to end; not for clinical use." \
-  --network monai_unet --args '{"channels": [16, 32, 64, 128, 192], "num_res_units": 1}' \
+  --network medseg_unet --preset small \
   --patch-size 96 96 96 --spacing 3 3 3 --batch-size 4 --lr 2e-3 \
   --epochs 130 --iterations-per-epoch 50 --workers 12 --max-minutes 6 --quiet "$@"

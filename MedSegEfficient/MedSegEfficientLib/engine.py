@@ -1,7 +1,7 @@
 """The engine: a volume and a model in, an integer label array on the input grid out.
 
-3D models: reorient and resample to the model's spacing, normalise, MONAI sliding window with Gaussian
-blending, argmax, nearest-neighbour labels back to the input grid. 2D models: the same grid handling, then
+3D models: reorient and resample to the model's spacing, normalise, sliding window with Gaussian
+blending (MONAI's scheme, our code: see sliding_window.py), argmax, nearest-neighbour labels back to the input grid. 2D models: the same grid handling, then
 slices in batches. A progress callback and a cancel check run between tiles or slice batches; on GPU
 out-of-memory the batch is halved, then the run moves to the CPU, and the report says so.
 """
@@ -22,6 +22,7 @@ from .devices import describe_device, empty_cache, is_out_of_memory, select_devi
 from .errors import Cancelled, MedSegError
 from .preprocessing import ModelGrid, check_input, resample_labels, to_model_grid
 from .resources import peak_ram_bytes
+from .sliding_window import count_batches, sliding_window
 from .volume import Volume
 
 ProgressCallback = Callable[[float, str], None]
@@ -143,8 +144,6 @@ class Segmenter:
         return np.uint8 if self.card.out_channels <= 256 else np.uint16
 
     def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
-        from monai.inferers import sliding_window_inference
-
         image = torch.from_numpy(grid.array)[None].to(self.device)
         spatial = tuple(image.shape[2:])
         if self.card.patch_size is None:  # whole volume at once, padded to the network's divisor
@@ -154,19 +153,16 @@ class Segmenter:
         else:
             roi = tuple(self.card.patch_size)
             overlap = self.options.tile_overlap()
-            tracker.expect(count_windows(spatial, roi, overlap, batch))
-            output_device = _blending_device(self.device, self.card.out_channels * math.prod(spatial) * 4)
+            tracker.expect(count_batches(spatial, roi, overlap, batch))
 
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
                 tracker.check_cancel()
-                result = self.model.network(tiles)
-                tracker.advance()
-                return result
+                return self.model.network(tiles)
 
             # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
-            logits = sliding_window_inference(image, roi, batch, predictor, overlap=overlap, mode="gaussian",
-                                              cval=float(grid.array.min()), sw_device=self.device,
-                                              device=output_device)
+            logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
+                                    output_device=_blending_device(self.device, self.card.out_channels * math.prod(spatial) * 4),
+                                    on_batch=tracker.advance)
         return logits[0].argmax(0).to(torch.int32).cpu().numpy().astype(self._label_dtype())
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
@@ -209,15 +205,6 @@ def _blending_device(device: torch.device, output_bytes: int) -> torch.device:
         return device
     free, _ = torch.cuda.mem_get_info(device)
     return device if 2 * output_bytes < _GPU_OUTPUT_SHARE * free else torch.device("cpu")
-
-
-def count_windows(spatial: tuple[int, ...], roi: tuple[int, ...], overlap: float, batch: int) -> int:
-    """Forward passes MONAI's sliding window makes (windows grouped by batch)."""
-    from monai.data.utils import dense_patch_slices
-
-    padded = tuple(max(s, r) for s, r in zip(spatial, roi))
-    interval = tuple(r if r == s else max(1, int(r * (1 - overlap))) for s, r in zip(padded, roi))
-    return math.ceil(len(dense_patch_slices(padded, roi, interval)) / batch)
 
 
 class _Tracker:
