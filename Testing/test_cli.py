@@ -89,7 +89,7 @@ def test_bench_prints_and_writes_figures(tmp_path, capsys):
     results = json.loads(output.read_text())["results"]
     assert results[0]["input_voxels_per_second"] > 0 and results[0]["macs_per_unit"] > 0
     assert results[1]["slices_per_second"] > 0
-    assert "unknown network 'no_such_net'" in results[2]["error"]
+    assert "no model file or known model named 'no_such_net'" in results[2]["error"]
     assert "Mvox/s" in out and "slices/s" in out
 
 

@@ -48,18 +48,31 @@ def warm_runs(image: str, model: str, device: str, fast: bool, workdir: Path, re
     return best
 
 
+def respaced_copy(model: str, spacing: float, workdir: Path) -> Path:
+    from MedSegEfficientLib.checkpoint import load_model, save_model
+
+    loaded = load_model(model)
+    loaded.card.spacing = [spacing] * loaded.card.spatial_dims
+    return save_model(workdir / f"respaced_{spacing}mm.safetensors", loaded.card, loaded.network)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("image")
     parser.add_argument("--model", default=str(default_model_path()))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--spacing", type=float, help="run the model's network at this spacing (mm) instead: "
+                        "a speed measurement only, the labels are meaningless off the trained spacing")
     parser.add_argument("--json")
     args = parser.parse_args()
     results = {"image": args.image, "model": Path(args.model).name, "python": platform.python_version(),
                "device": describe_device(select_device(args.device)), "runs": {}}
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
+        if args.spacing:
+            args.model = str(respaced_copy(args.model, args.spacing, workdir))
+            results["spacing_override_mm"] = args.spacing
         for quality, fast in (("fast", True), ("full", False)):
             results["runs"][f"{quality}_cold"] = cold_run(args.image, args.model, args.device, fast, workdir)
             results["runs"][f"{quality}_warm"] = warm_runs(args.image, args.model, args.device, fast, workdir, args.repeat)

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from .card import LabelInfo, ModelCard, Normalization, NetworkInfo
-from .checkpoint import LoadedModel, build_from_card, load_model
+from .checkpoint import LoadedModel, build_from_card, load_model, resolve_model_path
 from .devices import describe_device, select_device
 from .engine import SegmentOptions, Segmenter
 from .errors import MedSegError
 from .imageio import read_image
-from .networks import get_network_spec
+from .networks import available_networks, get_network_spec
 from .profiling import measure_cost, parse_shape
 from .resources import peak_ram_bytes
 from .volume import Volume
@@ -110,6 +110,8 @@ def _model_for(entry: str, volume: Volume, args: argparse.Namespace) -> LoadedMo
         return load_model(entry)
     name, _, dims_text = entry.partition("/")
     name, _, preset = name.partition(":")
+    if name not in {spec.name for spec in available_networks()}:
+        return load_model(resolve_model_path(name))  # a shipped or imported model's name
     spec = get_network_spec(name)
     dims = int(dims_text[0]) if dims_text else spec.dims_for(preset or None)
     card = ModelCard(
