@@ -6,7 +6,6 @@ per-label Dice on the image's own grid, and the best model is written as a model
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
@@ -18,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .card import LabelInfo, ModelCard, NetworkInfo
+from .card import ModelCard, NetworkInfo
 from .checkpoint import LoadedModel, build_from_card, load_model, save_model
 from .datasets import DatasetDescription, TrainingCase, load_cases, median_spacing, normalization_from_data
 from .devices import describe_device, select_device
@@ -244,8 +243,4 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, disable=not enabled, unit="it", dynamic_ncols=True)
 
 
-def card_as_json(card: ModelCard) -> str:
-    return json.dumps(card.to_dict(), indent=2)
-
-
-__all__ = ["TrainConfig", "train", "validate", "LabelInfo"]
+__all__ = ["TrainConfig", "train", "validate"]
