@@ -148,7 +148,7 @@ class Segmenter:
         spatial = tuple(image.shape[2:])
         if self.card.patch_size is None:  # whole volume at once, padded to the network's divisor
             tracker.expect(1)
-            logits = _forward_padded(self.model.network, image, self.card.size_divisor)
+            logits = _forward_padded(self.model.network, image, self._size_divisor())
             tracker.advance()
         else:
             roi = tuple(self.card.patch_size)
@@ -179,9 +179,13 @@ class Segmenter:
             tracker.advance()
         return np.moveaxis(labels, 0, 2 - self.card.slice_axis)
 
+    def _size_divisor(self) -> int:
+        """The card's divisor, or the network's own if it needs a coarser one (e.g. five halvings: 32)."""
+        return max(self.card.size_divisor, int(getattr(self.model.network, "size_divisor", 1)))
+
     def _forward_2d(self, images: torch.Tensor) -> torch.Tensor:
         if self.card.patch_size is None:
-            return _forward_padded(self.model.network, images, self.card.size_divisor)
+            return _forward_padded(self.model.network, images, self._size_divisor())
         size = tuple(images.shape[2:])
         resized = F.interpolate(images, size=tuple(self.card.patch_size), mode="bilinear", align_corners=False)
         logits = self.model.network(resized)

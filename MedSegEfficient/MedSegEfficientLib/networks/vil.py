@@ -90,8 +90,10 @@ class ViLLayer(nn.Module):
         q, k, v = self.q_proj(c), self.k_proj(c), self.v_proj(x_m)
         gates_in = torch.cat([q, k, v], dim=-1)
         i, f = self.igate(gates_in), self.fgate(gates_in)  # (B, S, NH)
-        hidden = mlstm(*(self._heads(t) for t in (q, k, v)), i.transpose(1, 2), f.transpose(1, 2),
-                       backend=self.backend)
+        # The mLSTM stays in float32 under autocast: in bfloat16/float16 it loses 4-24 % (networks.md section 7).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            hidden = mlstm(*(self._heads(t).float() for t in (q, k, v)), i.transpose(1, 2).float(),
+                           f.transpose(1, 2).float(), backend=self.backend)
         hidden = hidden.transpose(1, 2).reshape(x.shape[0], length, self.inner)
         h = self.outnorm(hidden) + self.learnable_skip * c
         y = self.proj_down(h * F.silu(z))

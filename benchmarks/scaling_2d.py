@@ -1,0 +1,78 @@
+"""Time and memory of a 2D network against image size, linear mLSTM beside the quadratic form.
+
+    python benchmarks/scaling_2d.py --network tm_unet:t --sizes 256,512,1024 [--device cuda] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from MedSegEfficientLib.networks import build_network
+from MedSegEfficientLib.networks.vil import ViLLayer
+from MedSegEfficientLib.resources import peak_ram_bytes
+
+
+def set_backend(network: torch.nn.Module, backend: str) -> None:
+    for layer in network.modules():
+        if isinstance(layer, ViLLayer):
+            layer.backend = backend
+
+
+def time_forward(network, size: int, batch: int, device: torch.device, repeat: int) -> tuple[float, int]:
+    image = torch.randn(batch, network.in_channels_for_bench, size, size, device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    best = float("inf")
+    with torch.inference_mode():
+        network(image)  # warm-up
+        for _ in range(repeat):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            network(image)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - started)
+    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_ram_bytes()
+    return best, int(memory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--network", default="tm_unet:t")
+    parser.add_argument("--sizes", default="256,512,1024")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--parallel-limit", type=int, default=512, help="largest size for the quadratic form")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    name, _, preset = args.network.partition(":")
+    network = build_network(name, 2, 3, 2, preset=preset or None).eval().to(device)
+    network.in_channels_for_bench = 3
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        for backend in ("chunkwise", "parallel"):
+            if backend == "parallel" and size > args.parallel_limit:
+                continue
+            set_backend(network, backend)
+            seconds, memory = time_forward(network, size, args.batch, device, args.repeat)
+            rows.append({"size": size, "backend": backend, "seconds": seconds, "peak_memory_bytes": memory})
+            print(json.dumps(rows[-1]), flush=True)
+    linear = [row for row in rows if row["backend"] == "chunkwise"]
+    for small, large in zip(linear, linear[1:]):
+        print(f"{args.network} chunkwise: {(large['size'] / small['size']) ** 2:.0f}x the pixels -> "
+              f"{large['seconds'] / small['seconds']:.2f}x the time")
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump({"network": args.network, "device": str(device), "threads": torch.get_num_threads(),
+                       "batch": args.batch, "rows": rows}, stream, indent=2)
+
+
+if __name__ == "__main__":
+    main()
