@@ -111,7 +111,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 logits = network(images)
             # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
-            loss = loss_function(logits.float(), labels) + _extra_loss(network)
+            loss = _supervised_loss(loss_function, logits, labels) + _extra_loss(network)
             if not torch.isfinite(loss):
                 skipped += 1
                 scheduler.step()
@@ -200,6 +200,19 @@ def _training_loader(cases: list[TrainingCase], card: ModelCard, config: TrainCo
     repeated = [items[index % len(items)] for index in range(draws)]
     return DataLoader(Dataset(repeated, transforms), batch_size=config.batch_size, shuffle=True,
                       num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=True)
+
+
+def _supervised_loss(loss_function, logits, labels: torch.Tensor) -> torch.Tensor:
+    """One output, or deep supervision (full resolution first): scales weighted 1, 1/2, 1/4, ... as nnU-Net does."""
+    if isinstance(logits, torch.Tensor):
+        return loss_function(logits.float(), labels)
+    weights = [0.5 ** index for index in range(len(logits))]
+    total = 0.0
+    for weight, scale in zip(weights, logits):
+        target = labels if scale.shape[2:] == labels.shape[2:] else torch.nn.functional.interpolate(
+            labels.float(), size=scale.shape[2:], mode="nearest").long()
+        total = total + weight * loss_function(scale.float(), target)
+    return total / sum(weights)
 
 
 def _extra_loss(network: torch.nn.Module) -> torch.Tensor | float:
