@@ -33,3 +33,20 @@ def make_phantom(shape=(40, 48, 48), spacing=(1.5, 1.5, 2.5), seed=0, direction=
 def oblique_direction(degrees: float = 20.0) -> np.ndarray:
     angle = np.radians(degrees)
     return np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+
+
+def train_on_phantom(folder, shape, config):
+    """Write one phantom case, train on it with ``config``; returns the card and the per-epoch losses."""
+    from MedSegEfficientLib.datasets import describe_pairs
+    from MedSegEfficientLib.imageio import write_label_image
+    from MedSegEfficientLib.train import train
+
+    image, labels = make_phantom(shape=shape)
+    write_label_image(image.array, image, folder / "image.nii.gz")
+    write_label_image(labels.array, labels, folder / "labels.nii.gz")
+    description = describe_pairs([(str(folder / "image.nii.gz"), str(folder / "labels.nii.gz"))],
+                                 {1: "big", 2: "small"})
+    messages: list[str] = []
+    card = train(description, folder / "model.safetensors", config, log=messages.append, show_progress=False)
+    losses = [float(m.split("loss ")[1].split()[0]) for m in messages if m.startswith("epoch ")]
+    return card, losses

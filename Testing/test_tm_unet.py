@@ -14,7 +14,7 @@ from MedSegEfficientLib.networks.tm_unet import MultiScalePooling
 from MedSegEfficientLib.networks.vil import ViLLayer
 from MedSegEfficientLib.profiling import count_parameters
 from MedSegEfficientLib.volume import Volume
-from phantoms import make_phantom
+from phantoms import make_phantom, train_on_phantom
 
 
 @pytest.mark.parametrize("preset, millions", [("t", 0.389), ("s", 1.477), ("b", 5.751)])
@@ -65,19 +65,10 @@ def test_engine_runs_it_slice_by_slice_and_on_rgb_pictures():
 
 
 def test_trainable_with_medseg_train(tmp_path):
-    from MedSegEfficientLib.datasets import describe_pairs
-    from MedSegEfficientLib.imageio import write_label_image
-    from MedSegEfficientLib.train import TrainConfig, train
+    from MedSegEfficientLib.train import TrainConfig
 
-    image, labels = make_phantom(shape=(8, 64, 64))
-    write_label_image(image.array, image, tmp_path / "image.nii.gz")
-    write_label_image(labels.array, labels, tmp_path / "labels.nii.gz")
-    description = describe_pairs([(str(tmp_path / "image.nii.gz"), str(tmp_path / "labels.nii.gz"))],
-                                 {1: "big", 2: "small"})
-    messages: list[str] = []
     config = TrainConfig(network="tm_unet", preset="t", spatial_dims=2, patch_size=[64, 64], epochs=2,
                          iterations_per_epoch=8, batch_size=4, learning_rate=3e-3, device="cpu")
-    card = train(description, tmp_path / "tm.safetensors", config, log=messages.append, show_progress=False)
-    losses = [float(m.split("loss ")[1].split()[0]) for m in messages if m.startswith("epoch ")]
-    assert (tmp_path / "tm.safetensors").is_file() and card.network.name == "tm_unet"
+    card, losses = train_on_phantom(tmp_path, (8, 64, 64), config)
+    assert (tmp_path / "model.safetensors").is_file() and card.network.name == "tm_unet"
     assert losses[-1] < losses[0]

@@ -10,7 +10,7 @@ from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
 from MedSegEfficientLib.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.networks import build_network
 from MedSegEfficientLib.networks.xlstm_unet import ViLOnGrid, default_plan
-from phantoms import make_phantom
+from phantoms import make_phantom, train_on_phantom
 
 SMALL_PLAN = {"features": [8, 16, 32, 32], "kernels": [3, 3, 3, 3], "strides": [1, 2, 2, 2], "blocks": [1, 1, 1, 1]}
 
@@ -66,20 +66,11 @@ def test_engine_runs_it(dims):
 
 
 def test_trainable_with_deep_supervision(tmp_path):
-    from MedSegEfficientLib.datasets import describe_pairs
-    from MedSegEfficientLib.imageio import write_label_image
-    from MedSegEfficientLib.train import TrainConfig, train
+    from MedSegEfficientLib.train import TrainConfig
 
-    image, labels = make_phantom(shape=(24, 32, 32))
-    write_label_image(image.array, image, tmp_path / "image.nii.gz")
-    write_label_image(labels.array, labels, tmp_path / "labels.nii.gz")
-    description = describe_pairs([(str(tmp_path / "image.nii.gz"), str(tmp_path / "labels.nii.gz"))],
-                                 {1: "big", 2: "small"})
-    messages: list[str] = []
     config = TrainConfig(network="xlstm_unet", preset="bot_3d",
                          network_args={"plan": SMALL_PLAN, "deep_supervision": True}, patch_size=[24, 24, 24],
                          spacing=[1.5, 1.5, 2.5], epochs=2, iterations_per_epoch=6, batch_size=2,
                          learning_rate=3e-3, device="cpu")
-    train(description, tmp_path / "x.safetensors", config, log=messages.append, show_progress=False)
-    losses = [float(m.split("loss ")[1].split()[0]) for m in messages if m.startswith("epoch ")]
-    assert (tmp_path / "x.safetensors").is_file() and losses[-1] < losses[0]
+    _, losses = train_on_phantom(tmp_path, (24, 32, 32), config)
+    assert (tmp_path / "model.safetensors").is_file() and losses[-1] < losses[0]
