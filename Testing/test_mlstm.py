@@ -73,3 +73,22 @@ def test_gradients_agree():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown mLSTM backend"):
         mlstm(*random_inputs(length=4), backend="magic")
+
+
+@pytest.mark.parametrize("head_dim, length", [(4, 100), (8, 64), (24, 70), (40, 65)])
+def test_padding_for_the_triton_kernel_changes_nothing(head_dim, length):
+    """The kernel needs head dims of 16+ and whole chunks, and scales by 1/sqrt(its own head dim), as our
+    chunkwise form does: run on the padded problem, our form must give the unpadded answer."""
+    from MedSegEfficientLib.networks.mlstm_triton import pad_for_kernel
+
+    inputs = random_inputs(length=length, head_dim=head_dim)
+    padded = pad_for_kernel(*inputs, chunk=64)
+    padded_dim = padded[0].shape[-1]
+    assert padded_dim >= 16 and padded_dim & (padded_dim - 1) == 0 and padded[0].shape[-2] % 64 == 0
+    answer = mlstm_chunkwise(*padded)[..., :length, :head_dim]
+    assert torch.allclose(answer, mlstm_chunkwise(*inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_auto_backend_is_chunkwise_without_cuda():
+    inputs = random_inputs(length=30)
+    assert torch.equal(mlstm(*inputs, backend="auto"), mlstm_chunkwise(*inputs))

@@ -12,6 +12,7 @@ import time
 import torch
 
 from MedSegEfficientLib.networks.mlstm import mlstm_chunkwise, mlstm_parallel
+from MedSegEfficientLib.networks.mlstm_triton import mlstm_triton, triton_available
 
 
 def best_time(function, inputs, device, repeat=3) -> float:
@@ -43,6 +44,12 @@ def main() -> None:
         row = {"length": length, "chunkwise_s": best_time(mlstm_chunkwise, (q, k, v, i, f), device)}
         if length <= args.parallel_limit:
             row["parallel_s"] = best_time(mlstm_parallel, (q, k, v, i, f), device)
+        if triton_available(device):
+            row["triton_s"] = best_time(mlstm_triton, (q, k, v, i, f), device)
+            with torch.inference_mode():
+                reference = mlstm_chunkwise(q, k, v, i, f)
+                error = (mlstm_triton(q, k, v, i, f) - reference).norm() / reference.norm()
+            row["triton_relative_error"] = float(error)
         rows.append(row)
         print(json.dumps(row), flush=True)
     for shorter, longer in zip(rows, rows[1:]):

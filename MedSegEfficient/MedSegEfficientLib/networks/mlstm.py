@@ -99,11 +99,22 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.
     return hidden.reshape(batch, heads, chunks * chunk, head_dim)[:, :, :length]
 
 
-BACKENDS = {"parallel": mlstm_parallel, "chunkwise": mlstm_chunkwise}
+def _triton(q, k, v, i, f):
+    from .mlstm_triton import mlstm_triton
+
+    return mlstm_triton(q, k, v, i, f)
+
+
+BACKENDS = {"parallel": mlstm_parallel, "chunkwise": mlstm_chunkwise, "triton": _triton}
 
 
 def mlstm(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
-          backend: str = "chunkwise") -> torch.Tensor:
+          backend: str = "auto") -> torch.Tensor:
+    """``auto``: the Triton kernel on CUDA when mlstm_kernels is installed, else the torch chunkwise form."""
+    if backend == "auto":
+        from .mlstm_triton import triton_available
+
+        backend = "triton" if triton_available(q.device) else "chunkwise"
     if backend not in BACKENDS:
-        raise ValueError(f"unknown mLSTM backend '{backend}' (available: {', '.join(BACKENDS)})")
+        raise ValueError(f"unknown mLSTM backend '{backend}' (available: auto, {', '.join(BACKENDS)})")
     return BACKENDS[backend](q, k, v, i, f)

@@ -52,7 +52,7 @@ class MultiScalePooling(nn.Module):
 class TokenMemoryLayer(nn.Module):
     """A forward-scan ViL layer, depthwise conv, a backward-scan ViL layer, depthwise conv."""
 
-    def __init__(self, dim: int, backend: str = "chunkwise") -> None:
+    def __init__(self, dim: int, backend: str = "auto") -> None:
         super().__init__()
         self.forward_scan = ViLLayer(dim, expansion=1, backend=backend)
         self.backward_scan = ViLLayer(dim, expansion=1, reverse=True, backend=backend)
@@ -67,7 +67,7 @@ class TokenMemoryLayer(nn.Module):
 class MSTMBlock(nn.Module):
     """x + pooling(LN(x)) on the grid, then x + token memory(LN(x)); no channel MLP."""
 
-    def __init__(self, dim: int, backend: str = "chunkwise") -> None:
+    def __init__(self, dim: int, backend: str = "auto") -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.pooling = MultiScalePooling()
@@ -108,7 +108,7 @@ class PatchEmbedding(nn.Module):
 
 class TMUNet(nn.Module):
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int,
-                 embed_dims: list[int], backend: str = "chunkwise") -> None:
+                 embed_dims: list[int], backend: str = "auto") -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("TM-UNet is a 2D network")

@@ -49,7 +49,7 @@ class OffsetGroupNorm(nn.Module):
 
 class ViLLayer(nn.Module):
     def __init__(self, dim: int, expansion: int = 2, heads: int = 4, conv_kernel: int = 4, qkv_block: int = 4,
-                 reverse: bool = False, backend: str = "chunkwise") -> None:
+                 reverse: bool = False, backend: str = "auto") -> None:
         super().__init__()
         inner = expansion * dim
         if inner % heads:
