@@ -166,18 +166,24 @@ class Segmenter:
         return logits[0].argmax(0).to(torch.int32).cpu().numpy().astype(self._label_dtype())
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
-        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a.
-        slices = np.moveaxis(grid.array, 3 - self.card.slice_axis, 1)
-        count = slices.shape[1]
-        labels = np.empty(slices.shape[1:], dtype=self._label_dtype())
+        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a. One host copy puts
+        # the slices first, (S, C, H, W); on a GPU with room the whole stack moves over once and the labels
+        # stay there until the end, so no batch waits on host copies or synchronisation.
+        stack = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid.array, 3 - self.card.slice_axis, 0)))
+        if self.device.type != "cpu" and _fits_on_device(self.device, stack.numel() * stack.element_size()):
+            stack = stack.to(self.device)
+        count = stack.shape[0]
+        small_labels = self._label_dtype() == np.uint8
+        labels = torch.empty((count, *stack.shape[2:]), dtype=torch.uint8 if small_labels else torch.int32,
+                             device=stack.device)
         tracker.expect(math.ceil(count / batch))
         for start in range(0, count, batch):
             tracker.check_cancel()
-            chunk = torch.from_numpy(np.ascontiguousarray(slices[:, start:start + batch])).transpose(0, 1)
-            logits = self._forward_2d(chunk.to(self.device))
-            labels[start:start + batch] = logits.argmax(1).cpu().numpy()
+            logits = self._forward_2d(stack[start:start + batch].to(self.device, non_blocking=True))
+            labels[start:start + batch] = logits.argmax(1).to(labels.dtype).to(labels.device)
             tracker.advance()
-        return np.moveaxis(labels, 0, 2 - self.card.slice_axis)
+        result = labels.cpu().numpy().astype(self._label_dtype(), copy=False)
+        return np.moveaxis(result, 0, 2 - self.card.slice_axis)
 
     def _size_divisor(self) -> int:
         """The card's divisor, or the network's own if it needs a coarser one (e.g. five halvings: 32)."""
@@ -200,6 +206,11 @@ def _forward_padded(network: torch.nn.Module, images: torch.Tensor, divisor: int
     padded = F.pad(images, pads, mode="replicate") if any(pads) else images
     logits = network(padded)
     return logits[(Ellipsis, *(slice(0, size) for size in spatial))]
+
+
+def _fits_on_device(device: torch.device, nbytes: int) -> bool:
+    free, _ = torch.cuda.mem_get_info(device) if device.type == "cuda" else (0, 0)
+    return nbytes < _GPU_OUTPUT_SHARE * free
 
 
 def _blending_device(device: torch.device, output_bytes: int) -> torch.device:
