@@ -45,7 +45,8 @@ def end_to_end_table(data: dict) -> list[str]:
 def main(folder: Path) -> None:
     for name, render in (("end_to_end_cpu.json", end_to_end_table), ("end_to_end_cpu_1.5mm.json", end_to_end_table),
                          ("end_to_end_gpu.json", end_to_end_table), ("end_to_end_gpu_1.5mm.json", end_to_end_table),
-                         ("bench_cpu.json", bench_table), ("bench_gpu.json", bench_table)):
+                         ("bench_cpu.json", bench_table), ("bench_gpu.json", bench_table),
+                         ("bench_gpu_2d_mlstm.json", bench_table), ("bench_gpu_3d_mlstm.json", bench_table)):
         path = folder / name
         if path.exists():
             print(f"### {name}\n")
