@@ -9,5 +9,5 @@ shift 2
 medseg train "$data" -o "$out" --dims 2 \
   --name "Abdominal CT demo, TM-UNet t (2D slices, 3 mm)" \
   --description "TM-UNet t trained slice by slice on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use." \
-  --network tm_unet --preset t --patch-size 128 128 --spacing 3 3 --batch-size 16 --lr 3e-3 \
+  --network tm_unet --preset t --patch-size 128 128 --spacing 3 3 --batch-size 16 --lr 1e-3 \
   --epochs 60 --iterations-per-epoch 25 --max-minutes 25 --quiet "$@"

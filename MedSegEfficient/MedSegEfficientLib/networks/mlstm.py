@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 
 EPSILON = 1e-6
+# exp(-m) overflows float32 beyond m < -88 (an input gate far below zero); the output there is ~0 either way,
+# but inf in the forward pass makes NaN gradients, so the row stabiliser is clamped in the normaliser.
+LOWEST_STABILISER = -80.0
 
 
 def mlstm_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor,
@@ -36,7 +39,8 @@ def mlstm_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.T
     stabiliser = log_d.amax(dim=-1, keepdim=True)  # m_i
     decay = torch.exp(log_d - stabiliser).to(q.dtype)
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(head_dim) * decay
-    normaliser = torch.maximum(scores.sum(-1, keepdim=True).abs(), torch.exp(-stabiliser).to(q.dtype))
+    floor = torch.exp(-stabiliser.clamp(min=LOWEST_STABILISER)).to(q.dtype)
+    normaliser = torch.maximum(scores.sum(-1, keepdim=True).abs(), floor)
     return (scores / (normaliser + EPSILON)) @ v
 
 
@@ -94,7 +98,8 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.
     numerator = scores @ vc + from_past[..., None] * (qc @ memory_before) * scale
     denominator = scores.sum(-1) + from_past * torch.einsum("bhcld,bhcd->bhcl", qc, norm_before) * scale
     stabiliser = log_f + row_max  # m_i
-    normaliser = torch.maximum(denominator.abs(), torch.exp(-stabiliser).to(q.dtype))
+    floor = torch.exp(-stabiliser.clamp(min=LOWEST_STABILISER)).to(q.dtype)
+    normaliser = torch.maximum(denominator.abs(), floor)
     hidden = numerator / (normaliser[..., None] + EPSILON)
     return hidden.reshape(batch, heads, chunks * chunk, head_dim)[:, :, :length]
 
