@@ -1,6 +1,7 @@
-"""Time and memory of a 2D network against image size, linear mLSTM beside the quadratic form.
+"""Time and memory of a network against image size (2D: side^2, 3D: side^3), linear mLSTM beside the quadratic form.
 
-    python benchmarks/scaling_2d.py --network tm_unet:t --sizes 256,512,1024 [--device cuda] [--json OUT]
+    python benchmarks/scaling.py --network tm_unet:t --sizes 256,512,1024 [--device cuda] [--json OUT]
+    python benchmarks/scaling.py --network xlstm_unet:enc_3d --dims 3 --sizes 64,128,192 --parallel-limit 64
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ def set_backend(network: torch.nn.Module, backend: str) -> None:
             layer.backend = backend
 
 
-def time_forward(network, size: int, batch: int, device: torch.device, repeat: int) -> tuple[float, int]:
-    image = torch.randn(batch, network.in_channels_for_bench, size, size, device=device)
+def time_forward(network, size: int, dims: int, batch: int, device: torch.device, repeat: int) -> tuple[float, int]:
+    image = torch.randn(batch, network.in_channels_for_bench, *([size] * dims), device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     best = float("inf")
@@ -45,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--network", default="tm_unet:t")
     parser.add_argument("--sizes", default="256,512,1024")
+    parser.add_argument("--dims", type=int, choices=[2, 3], default=2)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parallel-limit", type=int, default=512, help="largest size for the quadratic form")
@@ -53,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     name, _, preset = args.network.partition(":")
-    network = build_network(name, 2, 3, 2, preset=preset or None).eval().to(device)
+    network = build_network(name, args.dims, 3, 2, preset=preset or None).eval().to(device)
     network.in_channels_for_bench = 3
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -61,16 +63,16 @@ def main() -> None:
             if backend == "parallel" and size > args.parallel_limit:
                 continue
             set_backend(network, backend)
-            seconds, memory = time_forward(network, size, args.batch, device, args.repeat)
+            seconds, memory = time_forward(network, size, args.dims, args.batch, device, args.repeat)
             rows.append({"size": size, "backend": backend, "seconds": seconds, "peak_memory_bytes": memory})
             print(json.dumps(rows[-1]), flush=True)
     linear = [row for row in rows if row["backend"] == "chunkwise"]
     for small, large in zip(linear, linear[1:]):
-        print(f"{args.network} chunkwise: {(large['size'] / small['size']) ** 2:.0f}x the pixels -> "
+        print(f"{args.network} chunkwise: {(large['size'] / small['size']) ** args.dims:.1f}x the voxels -> "
               f"{large['seconds'] / small['seconds']:.2f}x the time")
     if args.json:
         with open(args.json, "w") as stream:
-            json.dump({"network": args.network, "device": str(device), "threads": torch.get_num_threads(),
+            json.dump({"network": args.network, "dims": args.dims, "device": str(device), "threads": torch.get_num_threads(),
                        "batch": args.batch, "rows": rows}, stream, indent=2)
 
 
