@@ -28,22 +28,39 @@ def test_presets_run_in_their_dimension(preset, shape):
 
 def test_enc_places_vil_blocks_as_the_authors_do():
     network = build_network("xlstm_unet", 3, 1, 2, preset="enc_3d")  # default 6-stage plan
-    with_vil = [s for s, stage in enumerate(network.encoder) if any(isinstance(m, ViLOnGrid) for m in stage)]
-    assert with_vil == [3, 4, 5]
-    flat = build_network("xlstm_unet", 2, 1, 2, preset="enc_2d")  # 8 stages: odd stages > 1
-    assert [s for s, stage in enumerate(flat.encoder) if any(isinstance(m, ViLOnGrid) for m in stage)] == [3, 5, 7]
+    assert [type(m).__name__ for m in network.mixers] == ["ResidualBlock"] * 3 + ["ViLOnGrid"] * 3
+    flat = build_network("xlstm_unet", 2, 1, 2, preset="enc_2d")  # 8 stages: odd stages > 1, stage 1 a block
+    assert [type(m).__name__ for m in flat.mixers] == ["Identity", "ResidualBlock", "Identity", "ViLOnGrid",
+                                                       "Identity", "ViLOnGrid", "Identity", "ViLOnGrid"]
 
 
 def test_channel_tokens_when_a_stage_has_fewer_voxels_than_channels():
-    network = build_network("xlstm_unet", 3, 1, 2, preset="bot_3d", args={"patch_size": [64, 64, 64]})
-    assert network.bottleneck.channel_tokens  # 2^3 voxels, 320 channels
+    network = build_network("xlstm_unet", 3, 1, 2, preset="enc_3d", args={"patch_size": [64, 64, 64]})
+    assert network.mixers[5].channel_tokens and not network.mixers[3].channel_tokens  # 2^3 vs 8^3 voxels, 320
+    assert not build_network("xlstm_unet", 3, 1, 2, preset="bot_3d",
+                             args={"patch_size": [64, 64, 64]}).bottleneck.channel_tokens  # as the authors
     with torch.inference_mode():
         assert network.eval()(torch.randn(1, 1, 64, 64, 64)).shape == (1, 2, 64, 64, 64)
 
 
-def test_default_plans():
+def test_default_plans_follow_nnunet_and_the_authors_block_rule():
     assert default_plan(2)["features"] == [32, 64, 128, 256, 512, 512, 512, 512]
-    assert default_plan(3)["features"] == [32, 64, 128, 256, 320, 320]
+    assert default_plan(2)["blocks"] == [2, 2, 2, 2, 1, 1, 1, 1]
+    assert default_plan(2)["decoder_blocks"] == [2, 2, 2, 2, 1, 1, 1]
+    three = default_plan(3)
+    assert three["features"] == [32, 64, 128, 256, 320, 320]
+    assert (three["blocks"], three["decoder_blocks"]) == ([2, 2, 2, 1, 1, 1], [2, 2, 2, 1, 1])
+
+
+def test_anisotropic_plan_and_no_full_resolution_skip():
+    plan = {"features": [8, 16, 24], "kernels": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+            "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]], "blocks": [2, 1, 1], "decoder_blocks": [2, 1],
+            "full_resolution_skip": False}
+    network = build_network("xlstm_unet", 3, 1, 3, preset="bot_3d", args={"plan": plan}).eval()
+    assert network.decoder[-1][0].conv1.in_channels == 8  # no skip concatenated at full resolution
+    assert network.encoder[1][0].conv1.stride == (1, 2, 2) and network.stem[0].conv1.kernel_size == (1, 3, 3)
+    with torch.inference_mode():
+        assert network(torch.randn(1, 1, 8, 16, 12)).shape == (1, 3, 8, 16, 12)
 
 
 def test_deep_supervision_in_training():

@@ -2,9 +2,9 @@
 # Trains a shipped demo model on the folder made by training/make_demo_dataset.py (one real CT to train, the
 # DICOM series to validate). Both shipped demos were trained on the device tool's NVIDIA H100; on a CPU add
 # --device cpu and expect it to be much slower.
-#   bash training/train_demo.sh abdomen_ct_demo|abdomen_ct_xlstm_unet_3d DATASET_FOLDER OUTPUT.safetensors [options]
+#   bash training/train_demo.sh abdomen_ct_demo|abdomen_ct_xlstm_unet_3d|abdomen_ct_tm_unet DATASET OUTPUT.safetensors [options]
 set -euo pipefail
-model=${1:?which demo: abdomen_ct_demo or abdomen_ct_xlstm_unet_3d}
+model=${1:?which demo: abdomen_ct_demo, abdomen_ct_xlstm_unet_3d or abdomen_ct_tm_unet}
 data=${2:?dataset folder from training/make_demo_dataset.py}
 out=${3:?output model file}
 shift 3
@@ -18,6 +18,13 @@ case "$model" in
     description="xLSTM-UNet (ViL bottleneck) trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
     plan='{"plan": {"features": [16, 32, 48, 80, 112], "kernels": [3, 3, 3, 3, 3], "strides": [1, 2, 2, 2, 2], "blocks": [1, 1, 1, 1, 1]}}'
     network=(--network xlstm_unet --preset bot_3d --args "$plan" --lr 2e-3 --epochs 60 --max-minutes 4) ;;
+  abdomen_ct_tm_unet)
+    name="Abdominal CT demo, TM-UNet s 2D (axial slices, 1.5 mm)"
+    description="TM-UNet (mLSTM token memory) run slice by slice, trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
+    medseg train "$data" -o "$out" --name "$name" --description "$description" --network tm_unet --preset s \
+      --dims 2 --patch-size 224 224 --spacing 1.5 1.5 --batch-size 24 --lr 3e-3 --epochs 90 \
+      --iterations-per-epoch 50 --max-minutes 6 --workers 6 --quiet "$@"
+    exit ;;
   *) echo "unknown demo '$model'" >&2; exit 2 ;;
 esac
 medseg train "$data" -o "$out" --name "$name" --description "$description" "${network[@]}" \

@@ -15,6 +15,7 @@ from .errors import ModelFileError
 CARD_FORMAT = "medseg-model"
 CARD_FORMAT_VERSION = 1
 NORMALIZATION_KINDS = ("ct", "zscore", "percentile", "none")
+SLICE_FITS = ("resize", "tile")
 ORIENTATIONS = ("LPS", "RAS", "LAS", "RPS", "LPI", "RAI", "none")
 
 
@@ -61,7 +62,8 @@ class ModelCard:
     normalization: Normalization = field(default_factory=Normalization)
     spacing: list[float] | None = None  # mm, (x, y[, z]); None: the network takes the input grid as is
     orientation: str = "LPS"  # the axis order the network was trained in (ITK letters)
-    patch_size: list[int] | None = None  # 3D sliding-window tile; 2D: fixed input size (None: any, padded)
+    patch_size: list[int] | None = None  # 3D sliding-window tile; 2D: see slice_fit (None: any size, padded)
+    slice_fit: str = "resize"  # 2D with patch_size: "resize" each slice to it, or "tile" it by sliding window
     size_divisor: int = 16  # 2D inputs are padded to a multiple of this
     slice_axis: int = 2  # 2D models: the image axis (x=0, y=1, z=2) across which slices are taken
     training: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +113,8 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
     _check_optional_lists(data, dims, problems)
     if data.get("orientation", "LPS") not in ORIENTATIONS:
         problems.append(f"field 'orientation' must be one of {', '.join(ORIENTATIONS)}")
+    if data.get("slice_fit", "resize") not in SLICE_FITS:
+        problems.append(f"field 'slice_fit' must be one of {', '.join(SLICE_FITS)}")
     if data.get("slice_axis", 2) not in (0, 1, 2):
         problems.append("field 'slice_axis' must be 0, 1 or 2")
     if problems or network is None:
@@ -120,7 +124,7 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
         modality=str(data.get("modality", "CT")), description=str(data.get("description", "")),
         normalization=normalization, spacing=data.get("spacing"), orientation=data.get("orientation", "LPS"),
         patch_size=data.get("patch_size"), size_divisor=int(data.get("size_divisor", 16)),
-        slice_axis=int(data.get("slice_axis", 2)), training=dict(data.get("training", {})),
+        slice_axis=int(data.get("slice_axis", 2)), slice_fit=data.get("slice_fit", "resize"), training=dict(data.get("training", {})),
         metrics=dict(data.get("metrics", {})), format_version=version,
     )
 

@@ -112,11 +112,20 @@ def import_state_dict(pth_path: str | os.PathLike, card: ModelCard, output: str 
     return save_model(output, card, network)
 
 
-def load_state_dict_safely(pth_path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load`` restricted to tensors and plain containers; a pickled object is refused."""
+# Data-only reconstructors that training checkpoints (nnU-Net's logs) use for numpy numbers and arrays; they
+# rebuild values from bytes and call nothing else, so allowing them keeps the load free of arbitrary code.
+NUMPY_DATA_GLOBALS = ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", "numpy.dtype",
+                      "numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ndarray")
+
+
+def load_state_dict_safely(pth_path: str | os.PathLike, numpy_values: bool = False) -> dict[str, Any]:
+    """``torch.load`` restricted to tensors and plain containers (plus numpy numbers and arrays with
+    ``numpy_values``); any other pickled object is refused before anything runs."""
     pth_path = _existing_file(pth_path)
+    allowed = _numpy_globals(pth_path) if numpy_values else []
     try:
-        state = torch.load(str(pth_path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(allowed):
+            state = torch.load(str(pth_path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ModelFileError(f"{pth_path.name} holds pickled Python objects, which are never loaded "
@@ -126,6 +135,29 @@ def load_state_dict_safely(pth_path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, Mapping):
         raise ModelFileError(f"{pth_path.name} does not hold a state dict (found {type(state).__name__})")
     return dict(state)
+
+
+def _numpy_globals(pth_path: Path) -> list[Any]:
+    """The numpy reconstructors this file needs, resolved; any other global is left for torch to refuse."""
+    import importlib
+
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(pth_path))
+    except Exception:  # unreadable: torch.load reports it
+        return []
+    resolved = []
+    for name in needed:
+        if name in NUMPY_DATA_GLOBALS:
+            module, _, attribute = name.rpartition(".")
+            try:
+                resolved.append(getattr(importlib.import_module(module), attribute))
+            except (ImportError, AttributeError):
+                continue
+    if "numpy.dtype" in needed:  # a dtype unpickles as its class in numpy.dtypes (Float64DType, ...)
+        import numpy.dtypes
+
+        resolved += [getattr(numpy.dtypes, n) for n in dir(numpy.dtypes) if n.endswith("DType")]
+    return resolved
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:

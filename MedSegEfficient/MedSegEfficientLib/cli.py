@@ -73,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--path", metavar="NAME", help="print only this sample's path (e.g. example_ct)")
     sample.set_defaults(handler=_sample_data)
 
-    importer = commands.add_parser("import", help="import weights into a model file")
-    importer.add_argument("format", choices=["pth"], help="pth: a plain PyTorch state dict plus a card (JSON)")
-    importer.add_argument("source")
-    importer.add_argument("--card", required=True, help="model card JSON describing the network")
+    importer = commands.add_parser("import", help="import weights into a model file",
+                                   description="pth: a plain PyTorch state dict described by --card; "
+                                               "xlstm-unet-nnunet: an nnU-Net v2 trained model folder of the "
+                                               "xLSTM-UNet authors (plans.json, dataset.json, fold_*/checkpoint)")
+    importer.add_argument("format", choices=["pth", "xlstm-unet-nnunet"])
+    importer.add_argument("source", help="the .pth file, or the trained model folder")
+    importer.add_argument("--card", help="pth: model card JSON describing the network")
+    importer.add_argument("--fold", help="nnU-Net: which fold_* to take (default: the only one)")
+    importer.add_argument("--checkpoint", help="nnU-Net: checkpoint file name (default: checkpoint_final.pth)")
+    importer.add_argument("--name", help="model name shown in pickers (default: from the source)")
     importer.add_argument("-o", "--output", required=True)
     importer.set_defaults(handler=_import)
 
@@ -181,14 +187,21 @@ def _sample_data(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .card import ModelCard
-    from .checkpoint import import_state_dict
+    if args.format == "xlstm-unet-nnunet":
+        from .importers.xlstm_unet_nnunet import import_xlstm_unet_nnunet
 
-    try:
-        card = ModelCard.from_dict(json.loads(Path(args.card).read_text()))
-    except (OSError, json.JSONDecodeError) as error:
-        raise MedSegError(f"cannot read the card {args.card}: {error}") from None
-    output = import_state_dict(args.source, card, args.output)
+        output = import_xlstm_unet_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
+    else:
+        from .card import ModelCard
+        from .checkpoint import import_state_dict
+
+        if not args.card:
+            raise MedSegError("import pth needs --card CARD.json describing the network")
+        try:
+            card = ModelCard.from_dict(json.loads(Path(args.card).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise MedSegError(f"cannot read the card {args.card}: {error}") from None
+        output = import_state_dict(args.source, card, args.output)
     print(f"wrote {output}")
     return 0
 

@@ -61,7 +61,7 @@ def describe_folder(folder: Path) -> DatasetDescription:
     validation = _pairs_from_listing(folder, meta.get("validation")) or _pairs_from_folders(folder, "Val")
     if not training:
         raise MedSegError(f"{folder} has no training cases (imagesTr/labelsTr)")
-    return DatasetDescription(training, validation, labels, _modality(meta))
+    return DatasetDescription(training, validation, labels, dataset_modality(meta))
 
 
 def describe_pairs(pairs: list[tuple[str, str]], label_names: dict[int, str] | None = None,
@@ -93,7 +93,7 @@ def parse_labels(meta: dict[str, Any]) -> list[LabelInfo]:
             for v, n in sorted(pairs) if v > 0]
 
 
-def _modality(meta: dict[str, Any]) -> str:
+def dataset_modality(meta: dict[str, Any]) -> str:
     channels = meta.get("channel_names") or meta.get("modality") or {"0": "CT"}
     first = str(next(iter(channels.values())))
     return "CT" if first.upper() == "CT" else first

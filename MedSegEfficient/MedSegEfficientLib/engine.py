@@ -192,6 +192,10 @@ class Segmenter:
     def _forward_2d(self, images: torch.Tensor) -> torch.Tensor:
         if self.card.patch_size is None:
             return _forward_padded(self.model.network, images, self._size_divisor())
+        if self.card.slice_fit == "tile":  # tiles of the trained size at the native grid, as nnU-Net 2d runs
+            return torch.cat([sliding_window(image[None], self.card.patch_size, images.shape[0], self.model.network,
+                                             overlap=self.options.tile_overlap(), pad_value=float(image.min()))
+                              for image in images])
         size = tuple(images.shape[2:])
         resized = F.interpolate(images, size=tuple(self.card.patch_size), mode="bilinear", align_corners=False)
         logits = self.model.network(resized)

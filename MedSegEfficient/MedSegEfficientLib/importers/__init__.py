@@ -1,0 +1,1 @@
+"""Importers that turn other projects' released weights into MedSegEfficient model files."""

@@ -1,0 +1,140 @@
+"""Reading an nnU-Net v2 results folder: plans.json, dataset.json and a fold's checkpoint.
+
+Layout: ``<Dataset>/<Trainer>__<Plans>__<configuration>/{plans.json, dataset.json, fold_<f>/checkpoint_final.pth}``.
+The checkpoint is a dict with ``network_weights``, ``trainer_name``, ``init_args`` and training logs (numpy
+numbers); it is read with the restricted loader, so nothing in it can run code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..card import Normalization
+from ..checkpoint import load_state_dict_safely
+from ..errors import MedSegError
+
+CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
+
+
+@dataclass
+class NnUNetResult:
+    folder: Path
+    trainer: str
+    configuration: str
+    plans: dict[str, Any]
+    config: dict[str, Any]  # the configuration's plan, inheritance resolved
+    dataset: dict[str, Any]
+    checkpoint_path: Path
+    weights: dict[str, torch.Tensor]
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.config["patch_size"])
+
+
+def read_results_folder(folder: str | Path, fold: str | None = None, checkpoint: str | None = None) -> NnUNetResult:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MedSegError(f"not a folder: {folder}")
+    plans = _read_json(folder / "plans.json")
+    dataset = _read_json(folder / "dataset.json")
+    checkpoint_path = _find_checkpoint(folder, fold, checkpoint)
+    state = load_state_dict_safely(checkpoint_path, numpy_values=True)
+    weights = state.get("network_weights")
+    if not isinstance(weights, dict) or not weights:
+        raise MedSegError(f"{checkpoint_path} has no 'network_weights': not an nnU-Net v2 checkpoint")
+    parts = folder.name.split("__")
+    trainer = str(state.get("trainer_name") or parts[0])
+    init_args = state.get("init_args") if isinstance(state.get("init_args"), dict) else {}
+    configuration = str(init_args.get("configuration") or (parts[-1] if len(parts) == 3 else ""))
+    return NnUNetResult(folder, trainer, configuration, plans, configuration_plan(plans, configuration), dataset,
+                        checkpoint_path, {k: v for k, v in weights.items() if isinstance(v, torch.Tensor)})
+
+
+def configuration_plan(plans: dict[str, Any], name: str) -> dict[str, Any]:
+    configurations = plans.get("configurations", {})
+    if name not in configurations:
+        raise MedSegError(f"plans.json has no configuration '{name}' (has: {', '.join(configurations) or 'none'})")
+    config = dict(configurations[name])
+    seen = {name}
+    while "inherits_from" in config:  # e.g. 3d_cascade_fullres inherits from 3d_fullres
+        parent = config.pop("inherits_from")
+        if parent in seen or parent not in configurations:
+            raise MedSegError(f"plans.json configuration '{name}' inherits from unknown or circular '{parent}'")
+        seen.add(parent)
+        config = {**configurations[parent], **config}
+    if "patch_size" not in config:
+        raise MedSegError(f"plans.json configuration '{name}' has no patch_size")
+    return config
+
+
+def network_topology(config: dict[str, Any]) -> dict[str, Any]:
+    """Widths, kernels, strides and convolutions per stage, from either plans.json generation."""
+    arch = config.get("architecture", {}).get("arch_kwargs")
+    if arch:  # nnU-Net >= 2.3
+        return {"features": list(arch["features_per_stage"]), "kernels": arch["kernel_sizes"],
+                "strides": arch["strides"], "encoder": list(arch["n_conv_per_stage"]),
+                "decoder": list(arch["n_conv_per_stage_decoder"])}
+    try:
+        kernels = config["conv_kernel_sizes"]
+        base, widest = config["UNet_base_num_features"], config["unet_max_num_features"]
+        return {"features": [min(base * 2 ** s, widest) for s in range(len(kernels))], "kernels": kernels,
+                "strides": config["pool_op_kernel_sizes"], "encoder": list(config["n_conv_per_stage_encoder"]),
+                "decoder": list(config["n_conv_per_stage_decoder"])}
+    except KeyError as missing:
+        raise MedSegError(f"plans.json configuration lacks {missing}") from None
+
+
+def intensity_normalization(plans: dict[str, Any], config: dict[str, Any]) -> Normalization:
+    """nnU-Net's schemes: CT (clip to the dataset's 0.5/99.5 percentiles, then its mean and std), z-score per image."""
+    schemes = set(config.get("normalization_schemes", []))
+    if len(schemes) != 1:
+        raise MedSegError(f"channels with different normalisation schemes {sorted(schemes)} are not supported")
+    scheme = schemes.pop()
+    if scheme == "CTNormalization":
+        stats = plans.get("foreground_intensity_properties_per_channel", {}).get("0")
+        if not stats:
+            raise MedSegError("plans.json lacks foreground_intensity_properties_per_channel for CT normalisation")
+        return Normalization(kind="ct", lower=float(stats["percentile_00_5"]), upper=float(stats["percentile_99_5"]),
+                             mean=float(stats["mean"]), std=max(float(stats["std"]), 1e-8))
+    if scheme == "ZScoreNormalization":
+        return Normalization(kind="zscore")
+    if scheme == "NoNormalization":
+        return Normalization(kind="none")
+    raise MedSegError(f"nnU-Net normalisation scheme '{scheme}' is not supported (CT, ZScore or none)")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MedSegError(f"{path.name} not found in {path.parent} (expected an nnU-Net trained model folder)") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise MedSegError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise MedSegError(f"{path} is not a JSON object")
+    return data
+
+
+def _find_checkpoint(folder: Path, fold: str | None, name: str | None) -> Path:
+    folds = sorted(p for p in folder.glob("fold_*") if p.is_dir())
+    if fold is not None:
+        chosen = folder / f"fold_{fold}"
+        if not chosen.is_dir():
+            raise MedSegError(f"no fold_{fold} in {folder} (has: {', '.join(p.name for p in folds) or 'none'})")
+    elif len(folds) == 1:
+        chosen = folds[0]
+    elif folds:
+        raise MedSegError(f"{folder} has several folds ({', '.join(p.name for p in folds)}): choose one with --fold")
+    else:
+        raise MedSegError(f"no fold_* folder in {folder}")
+    names = [name] if name else list(CHECKPOINT_NAMES)
+    for candidate in names:
+        if (chosen / candidate).is_file():
+            return chosen / candidate
+    raise MedSegError(f"no {' or '.join(names)} in {chosen}")

@@ -1,0 +1,138 @@
+"""Import the xLSTM-UNet authors' trained nnU-Net v2 models (UxLSTMBot / UxLSTMEnc, 2D and 3D).
+
+Our network mirrors theirs block for block, so the weights move by renaming keys. The mapping, theirs -> ours:
+
+=============================================  ===========================================================
+``encoder.stem.<b>.``                          ``stem.<b>.``
+``encoder.stages.<s>.<b>.``                    ``encoder.<s>.<b>.``
+``encoder.xlstm_layers.<s>.vil.``              ``mixers.<s>.block.`` (Enc: ViL after stage s)
+``encoder.xlstm_layers.<s>.``                  ``mixers.<s>.`` (Enc: the extra residual block)
+``xlstm.vil.``                                 ``bottleneck.block.`` (Bot)
+``decoder.upsample_layers.<i>.conv.``          ``upsample.<i>.1.``
+``decoder.stages.<i>.<b>.``                    ``decoder.<i>.<b>.``
+``decoder.seg_layers.<i>.``                    ``heads.<i>.``
+first block of a stage: ``conv1 norm1 conv2 norm2 conv3``  ``conv1 norm1 conv2 norm2 shortcut``
+later blocks (BasicBlockD): ``conv1.conv conv1.norm conv2.conv conv2.norm``  ``conv1 norm1 conv2 norm2``
+ViL block: ``norm.weight``, ``layer.conv1d.conv.``, ``layer.mlstm_cell.{igate,fgate,outnorm}``
+                                               ``norm_weight``, ``layer.conv1d.``, ``layer.{igate,fgate,outnorm}``
+=============================================  ===========================================================
+
+Dropped after checks: ``decoder.encoder.*`` (the decoder keeps a reference to the encoder, so every encoder
+tensor is saved twice: each copy must equal the original), ``*.all_modules.*`` (dynamic_network_architectures'
+second name for the same conv and norm, also checked equal), and the ``norm`` LayerNorm of the authors' ViL
+wrapper (``xlstm.norm.*``, ``encoder.xlstm_layers.<s>.norm.*``), which their forward pass never uses. Their
+mLSTM output norm has no bias; ours gets zeros, which computes the same.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ..card import ModelCard, NetworkInfo
+from ..checkpoint import _load_weights, build_from_card, save_model
+from ..datasets import dataset_modality, parse_labels
+from ..errors import MedSegError
+from ..networks.xlstm_unet import single_blocks_in_deep_half
+from .nnunet_results import intensity_normalization, network_topology, read_results_folder
+
+RENAMES: list[tuple[str, str]] = [
+    (r"^encoder\.stem\.", "stem."),
+    (r"^encoder\.stages\.", "encoder."),
+    (r"^encoder\.xlstm_layers\.(\d+)\.vil\.", r"mixers.\1.block."),
+    (r"^encoder\.xlstm_layers\.", "mixers."),
+    (r"^xlstm\.vil\.", "bottleneck.block."),
+    (r"^decoder\.upsample_layers\.(\d+)\.conv\.", r"upsample.\1.1."),
+    (r"^decoder\.stages\.", "decoder."),
+    (r"^decoder\.seg_layers\.", "heads."),
+    (r"\.conv1\.conv\.", ".conv1."), (r"\.conv1\.norm\.", ".norm1."),
+    (r"\.conv2\.conv\.", ".conv2."), (r"\.conv2\.norm\.", ".norm2."),
+    (r"\.conv3\.", ".shortcut."),
+    (r"\.block\.norm\.weight$", ".block.norm_weight"),
+    (r"\.layer\.conv1d\.conv\.", ".layer.conv1d."),
+    (r"\.layer\.mlstm_cell\.", ".layer."),
+]
+UNUSED = re.compile(r"^(xlstm\.norm\.|encoder\.xlstm_layers\.\d+\.norm\.)")
+
+
+def import_xlstm_unet_nnunet(folder: str | Path, output: str | Path, fold: str | None = None,
+                             checkpoint: str | None = None, name: str | None = None) -> Path:
+    result = read_results_folder(folder, fold, checkpoint)
+    variant = _variant(result.trainer)
+    card = card_from_plans(result, variant, name)
+    network = build_from_card(card)
+    tensors = rename_weights(result.weights)
+    for key, parameter in network.state_dict().items():  # our mLSTM output norm's bias; theirs has none
+        if key.endswith("layer.outnorm.bias") and key not in tensors:
+            tensors[key] = torch.zeros_like(parameter)
+    _load_weights(network, tensors, result.checkpoint_path.name)
+    return save_model(output, card, network)
+
+
+def rename_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The authors' state dict in our names, after checking the duplicated tensors it drops."""
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in weights.items():
+        key = key.removeprefix("module.").removeprefix("_orig_mod.")
+        if key.startswith("decoder.encoder."):
+            _check_same(weights, key, key.removeprefix("decoder."))
+            continue
+        if ".all_modules." in key:
+            continue  # checked against its primary name below
+        if UNUSED.match(key):
+            continue
+        ours = key
+        for pattern, replacement in RENAMES:
+            ours = re.sub(pattern, replacement, ours)
+        renamed[ours] = tensor
+    for key in weights:
+        if ".all_modules." in key:  # index 0 is the conv, then (dropout and) the norm
+            prefix, rest = re.match(r"(.+)\.all_modules\.\d+\.(.+)$", key).groups()
+            twins = [f"{prefix}.{part}.{rest}" for part in ("conv", "norm")]
+            if not any(twin in weights and torch.equal(weights[twin], weights[key]) for twin in twins
+                       if weights[twin].shape == weights[key].shape):
+                raise MedSegError(f"checkpoint tensor {key} matches neither {twins[0]} nor {twins[1]}")
+    return renamed
+
+
+def card_from_plans(result, variant: str, name: str | None = None) -> ModelCard:
+    dims, config = result.spatial_dims, result.config
+    if result.plans.get("transpose_forward", [0, 1, 2]) != [0, 1, 2]:
+        raise MedSegError(f"plans.json transpose_forward {result.plans['transpose_forward']} is not supported "
+                          "(only models planned without axis transposition import)")
+    topology = network_topology(config)
+    encoder, decoder = single_blocks_in_deep_half(topology["encoder"], topology["decoder"])
+    plan = {"features": topology["features"], "kernels": topology["kernels"], "strides": topology["strides"],
+            "blocks": encoder, "decoder_blocks": decoder, "full_resolution_skip": dims == 3}
+    channels = result.dataset.get("channel_names") or result.dataset.get("modality") or {"0": "CT"}
+    patch = [int(p) for p in config["patch_size"]]
+    spacing = [float(s) for s in config["spacing"]][::-1] if "spacing" in config else None  # (z, y, x) -> (x, y, z)
+    dataset_name = result.plans.get("dataset_name", result.folder.parent.name)
+    return ModelCard(
+        name=name or f"{dataset_name} xLSTM-UNet {variant.capitalize()} {dims}D (imported)",
+        network=NetworkInfo("xlstm_unet", f"{variant}_{dims}d", {"plan": plan, "patch_size": patch}),
+        spatial_dims=dims, in_channels=len(channels), labels=parse_labels(result.dataset),
+        modality=dataset_modality(result.dataset), normalization=intensity_normalization(result.plans, config),
+        description=f"Imported from {result.trainer} ({result.configuration}), {result.checkpoint_path.parent.name}.",
+        spacing=spacing, orientation="none", patch_size=patch, slice_fit="tile" if dims == 2 else "resize",
+        training={"source": "nnU-Net v2 results folder", "trainer": result.trainer,
+                  "configuration": result.configuration, "checkpoint": result.checkpoint_path.name},
+    )
+
+
+def _variant(trainer: str) -> str:
+    lowered = trainer.lower()
+    if "uxlstmbot" in lowered:
+        return "bot"
+    if "uxlstmenc" in lowered:
+        return "enc"
+    raise MedSegError(f"trainer '{trainer}' is not an xLSTM-UNet trainer (nnUNetTrainerUxLSTMBot or ...Enc)")
+
+
+def _check_same(weights: dict[str, torch.Tensor], copy: str, original: str) -> None:
+    if original not in weights:
+        raise MedSegError(f"checkpoint has {copy} but not {original}")
+    if weights[original].shape != weights[copy].shape or not torch.equal(weights[original], weights[copy]):
+        raise MedSegError(f"checkpoint tensors {copy} and {original} should be the same tensor but differ")
