@@ -2,6 +2,7 @@
 
     python benchmarks/scaling.py --network tm_unet:t --sizes 256,512,1024 [--device cuda] [--json OUT]
     python benchmarks/scaling.py --network xlstm_unet:enc_3d --dims 3 --sizes 64,128,192 --parallel-limit 64
+    GPU figures: bash benchmarks/run_gpu_scaling.sh
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parallel-limit", type=int, default=512, help="largest size for the quadratic form")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--backends", default="chunkwise,parallel",
+                        help="mLSTM backends, the first one summarised (on a GPU: triton,chunkwise,parallel)")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -59,16 +62,23 @@ def main() -> None:
     network.in_channels_for_bench = 3
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        for backend in ("chunkwise", "parallel"):
+        for backend in args.backends.split(","):
             if backend == "parallel" and size > args.parallel_limit:
                 continue
             set_backend(network, backend)
-            seconds, memory = time_forward(network, size, args.dims, args.batch, device, args.repeat)
+            try:
+                seconds, memory = time_forward(network, size, args.dims, args.batch, device, args.repeat)
+            except torch.OutOfMemoryError:  # the quadratic form's S x S matrices: recorded, not fatal
+                torch.cuda.empty_cache()
+                rows.append({"size": size, "backend": backend, "error": "out of memory"})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             rows.append({"size": size, "backend": backend, "seconds": seconds, "peak_memory_bytes": memory})
             print(json.dumps(rows[-1]), flush=True)
-    linear = [row for row in rows if row["backend"] == "chunkwise"]
+    first = args.backends.split(",")[0]
+    linear = [row for row in rows if row["backend"] == first]
     for small, large in zip(linear, linear[1:]):
-        print(f"{args.network} chunkwise: {(large['size'] / small['size']) ** args.dims:.1f}x the voxels -> "
+        print(f"{args.network} {first}: {(large['size'] / small['size']) ** args.dims:.1f}x the voxels -> "
               f"{large['seconds'] / small['seconds']:.2f}x the time")
     if args.json:
         with open(args.json, "w") as stream:
