@@ -14,7 +14,7 @@ from .errors import ModelFileError
 
 CARD_FORMAT = "medseg-model"
 CARD_FORMAT_VERSION = 1
-NORMALIZATION_KINDS = ("ct", "zscore", "percentile", "none")
+NORMALIZATION_KINDS = ("ct", "zscore", "percentile", "imagenet", "none")
 SLICE_FITS = ("resize", "tile")
 ORIENTATIONS = ("LPS", "RAS", "LAS", "RPS", "LPI", "RAI", "none")
 
@@ -22,7 +22,8 @@ ORIENTATIONS = ("LPS", "RAS", "LAS", "RPS", "LPI", "RAI", "none")
 @dataclass
 class Normalization:
     """Intensity normalisation. ``ct``: clip to [lower, upper] then (x - mean) / std with fixed values.
-    ``zscore``: per image. ``percentile``: clip to per-image percentiles [lower, upper], scale to [0, 1]."""
+    ``zscore``: per image. ``percentile``: clip to per-image percentiles [lower, upper], scale to [0, 1].
+    ``imagenet``: 8-bit RGB to [0, 1], then ImageNet's per-channel mean and std (backbones pretrained on it)."""
 
     kind: str = "ct"
     lower: float = -1000.0

@@ -76,13 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser("import", help="import weights into a model file",
                                    description="pth: a plain PyTorch state dict described by --card; "
                                                "xlstm-unet-nnunet: an nnU-Net v2 trained model folder of the "
-                                               "xLSTM-UNet authors (plans.json, dataset.json, fold_*/checkpoint)")
-    importer.add_argument("format", choices=["pth", "xlstm-unet-nnunet"])
+                                               "xLSTM-UNet authors (plans.json, dataset.json, fold_*/checkpoint); "
+                                               "mlla-imagenet / hrmedseg-pfd: pretrained encoder weights into a "
+                                               "new MLLA-UNet / HRMedSeg model to train with medseg train --init")
+    importer.add_argument("format", choices=["pth", "xlstm-unet-nnunet", "mlla-imagenet", "hrmedseg-pfd"])
     importer.add_argument("source", help="the .pth file, or the trained model folder")
     importer.add_argument("--card", help="pth: model card JSON describing the network")
     importer.add_argument("--fold", help="nnU-Net: which fold_* to take (default: the only one)")
     importer.add_argument("--checkpoint", help="nnU-Net: checkpoint file name (default: checkpoint_final.pth)")
     importer.add_argument("--name", help="model name shown in pickers (default: from the source)")
+    importer.add_argument("--classes", type=int, default=2, help="encoder imports: output classes with background")
     importer.add_argument("-o", "--output", required=True)
     importer.set_defaults(handler=_import)
 
@@ -191,6 +194,14 @@ def _import(args: argparse.Namespace) -> int:
         from .importers.xlstm_unet_nnunet import import_xlstm_unet_nnunet
 
         output = import_xlstm_unet_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
+    elif args.format == "mlla-imagenet":
+        from .importers.mlla_imagenet import import_mlla_imagenet
+
+        output = import_mlla_imagenet(args.source, args.output, args.classes, args.name)
+    elif args.format == "hrmedseg-pfd":
+        from .importers.hrmedseg_pfd import import_hrmedseg_pfd
+
+        output = import_hrmedseg_pfd(args.source, args.output, args.classes, args.name)
     else:
         from .card import ModelCard
         from .checkpoint import import_state_dict

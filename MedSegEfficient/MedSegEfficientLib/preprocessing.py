@@ -69,6 +69,9 @@ def _target_spacing(current: tuple[float, ...], card: ModelCard) -> tuple[float,
     return tuple(float(s) for s in card.spacing)
 
 
+IMAGENET_MEAN_STD = ((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))
+
+
 def normalize(array: np.ndarray, norm: Normalization) -> np.ndarray:
     """Channel-first float32 array, normalised per channel, in place where possible."""
     if norm.kind == "ct":
@@ -79,6 +82,11 @@ def normalize(array: np.ndarray, norm: Normalization) -> np.ndarray:
         for channel in array:
             channel -= channel.mean()
             channel /= max(float(channel.std()), 1e-6)
+    elif norm.kind == "imagenet":
+        for channel, (mean, std) in zip(array, IMAGENET_MEAN_STD):
+            channel /= 255.0
+            channel -= mean
+            channel /= std
     elif norm.kind == "percentile":
         for channel in array:
             low, high = np.percentile(channel[::4, ::4, ::4], [norm.lower, norm.upper])

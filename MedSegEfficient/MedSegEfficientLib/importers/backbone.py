@@ -1,0 +1,76 @@
+"""Shared steps of importing a pretrained backbone (encoder weights only) into a new model file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..card import LabelInfo, ModelCard
+from ..checkpoint import build_from_card, load_state_dict_safely, save_model
+from ..datasets import PALETTE
+from ..errors import MedSegError
+from ..networks.linear_attention import rope_rotations
+
+
+def placeholder_labels(classes: int) -> list[LabelInfo]:
+    """Labels for a model whose decoder is still untrained: ``medseg train --init`` replaces them."""
+    if classes < 2:
+        raise MedSegError("--classes counts background: give at least 2")
+    return [LabelInfo(value=v, name=f"class {v}", color=PALETTE[(v - 1) % len(PALETTE)]) for v in range(1, classes)]
+
+
+def read_backbone(path: str | Path, wrapper: str | None = None) -> dict[str, torch.Tensor]:
+    state = load_state_dict_safely(path, numpy_values=True)
+    if wrapper and isinstance(state.get(wrapper), dict):
+        state = state[wrapper]
+    tensors = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key.removeprefix("module.")] = value
+    if not tensors:
+        raise MedSegError(f"{Path(path).name} holds no tensors")
+    return tensors
+
+
+def check_rope_buffer(key: str, stored: torch.Tensor) -> None:
+    """Stored rotations must be the ones we compute for that grid: a file from another RoPE would not fit."""
+    height, width, pairs, _ = stored.shape
+    if not torch.allclose(stored.float(), rope_rotations(height, width, 2 * pairs), atol=1e-4):
+        raise MedSegError(f"{key}: the stored RoPE rotations differ from 2D RoPE with base 10000")
+
+
+def import_backbone(source: str | Path, output: str | Path, card: ModelCard, tensors: dict[str, torch.Tensor],
+                    rename: Callable[[str], str | None], encoder_prefixes: tuple[str, ...]) -> Path:
+    """Load the renamed tensors into the card's freshly built network (the decoder keeps its initialisation):
+    every tensor must land with its shape, and every encoder tensor must be given."""
+    name = Path(source).name
+    network = build_from_card(card)
+    own = network.state_dict()
+    loaded: dict[str, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        if key.endswith("rope.rotations"):
+            check_rope_buffer(key, tensor)
+            continue
+        ours = rename(key)
+        if ours is None:
+            continue
+        if ours not in own:
+            raise MedSegError(f"{name}: {key} has no place in the network (as {ours})")
+        if own[ours].shape != tensor.shape:
+            raise MedSegError(f"{name}: {key} has shape {tuple(tensor.shape)}, the network wants {tuple(own[ours].shape)}")
+        loaded[ours] = tensor
+    missing = [key for key in own if key.startswith(encoder_prefixes) and key not in loaded
+               and not key.endswith("num_batches_tracked")]  # a counter, not a weight
+    if missing:
+        raise MedSegError(f"{name}: {len(missing)} encoder tensors are missing (e.g. {missing[0]})")
+    network.load_state_dict(loaded, strict=False)
+    return save_model(output, card, network)
+
+
+def apply_renames(key: str, rules: list[tuple[str, str]]) -> str:
+    for pattern, replacement in rules:
+        key = re.sub(pattern, replacement, key)
+    return key
