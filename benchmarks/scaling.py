@@ -14,14 +14,18 @@ import time
 import torch
 
 from MedSegEfficientLib.networks import build_network
+from MedSegEfficientLib.networks.linear_attention import LinearAttention
 from MedSegEfficientLib.networks.vil import ViLLayer
 from MedSegEfficientLib.resources import peak_ram_bytes
 
 
 def set_backend(network: torch.nn.Module, backend: str) -> None:
+    """mLSTM backends (triton, chunkwise, parallel) for ViL layers; linear or quadratic for linear attention."""
     for layer in network.modules():
         if isinstance(layer, ViLLayer):
             layer.backend = backend
+        elif isinstance(layer, LinearAttention):
+            layer.form = "quadratic" if backend in ("quadratic", "parallel") else "linear"
 
 
 def time_forward(network, size: int, dims: int, batch: int, device: torch.device, repeat: int) -> tuple[float, int]:

@@ -4,7 +4,7 @@
 # --device cpu and expect it to be much slower.
 #   bash training/train_demo.sh abdomen_ct_demo|abdomen_ct_xlstm_unet_3d|abdomen_ct_tm_unet DATASET OUTPUT.safetensors [options]
 set -euo pipefail
-model=${1:?which demo: abdomen_ct_demo, abdomen_ct_xlstm_unet_3d or abdomen_ct_tm_unet}
+model=${1:?which demo: abdomen_ct_demo, abdomen_ct_xlstm_unet_3d, abdomen_ct_tm_unet, abdomen_ct_mlla_unet or abdomen_ct_hrmedseg}
 data=${2:?dataset folder from training/make_demo_dataset.py}
 out=${3:?output model file}
 shift 3
@@ -24,6 +24,20 @@ case "$model" in
     medseg train "$data" -o "$out" --name "$name" --description "$description" --network tm_unet --preset s \
       --dims 2 --patch-size 224 224 --spacing 1.5 1.5 --batch-size 24 --lr 3e-3 --epochs 90 \
       --iterations-per-epoch 50 --max-minutes 6 --workers 6 --quiet "$@"
+    exit ;;
+  abdomen_ct_mlla_unet)
+    name="Abdominal CT demo, MLLA-UNet s 2D (axial slices, 1.5 mm)"
+    description="MLLA-UNet (Mamba-like linear attention), small preset, run slice by slice, trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
+    medseg train "$data" -o "$out" --name "$name" --description "$description" --network mlla_unet --preset s \
+      --dims 2 --patch-size 224 224 --spacing 1.5 1.5 --batch-size 24 --lr 2e-3 --epochs 90 \
+      --iterations-per-epoch 50 --max-minutes 6 --workers 5 --quiet "$@"
+    exit ;;
+  abdomen_ct_hrmedseg)
+    name="Abdominal CT demo, HRMedSeg 2D (axial slices, 0.75 mm)"
+    description="HRMedSeg (gated linear-attention encoder, cross-multiscale decoder) run slice by slice at high resolution, trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
+    medseg train "$data" -o "$out" --name "$name" --description "$description" --network hrmedseg --preset default \
+      --dims 2 --patch-size 512 512 --spacing 0.75 0.75 --batch-size 16 --lr 1e-3 --epochs 90 \
+      --iterations-per-epoch 50 --max-minutes 6 --workers 5 --quiet "$@"
     exit ;;
   *) echo "unknown demo '$model'" >&2; exit 2 ;;
 esac

@@ -190,5 +190,7 @@ class MLLAUNet(nn.Module):
 register_network(NetworkSpec(
     name="mlla_unet", builder=MLLAUNet, spatial_dims=(2,), default_preset="t",
     description="MLLA-UNet: U-Net of Mamba-like linear-attention blocks (2D, multi-class)",
-    presets={"t": {"dim": 64, "depths": [2, 4, 8, 4], "heads": [2, 4, 8, 16]}}, preset_dims={"t": 2},
+    presets={"t": {"dim": 64, "depths": [2, 4, 8, 4], "heads": [2, 4, 8, 16]},
+             "s": {"dim": 32, "depths": [2, 2, 4, 1], "heads": [1, 2, 4, 8]}},  # 3.6 M: small enough to ship
+    preset_dims={"t": 2, "s": 2},
 ))
