@@ -12,11 +12,10 @@ import math
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD
-
 from MedSegEfficientLib.networks.mlstm import mlstm_parallel
+from torch import nn
 
 
 def _ops(dims):
@@ -119,7 +118,7 @@ class AuthorsEncoder(nn.Module):
             vil = (s >= 3) if dims == 3 else (s > 1 and bool(s % 2) ^ bool(n % 2))
             extra = (s < 3) if dims == 3 else s == 1
             if variant == "enc" and vil:
-                layers.append(AuthorsViL(voxels if voxels <= features[s] else features[s], voxels <= features[s]))
+                layers.append(AuthorsViL(min(voxels, features[s]), voxels <= features[s]))
             elif variant == "enc" and extra:
                 layers.append(later_block(dims, features[s], kernels[s]))
             else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from MedSegEfficientLib.checkpoint import load_model
 from MedSegEfficientLib.cli import main
 from MedSegEfficientLib.networks.linear_attention import rope_rotations

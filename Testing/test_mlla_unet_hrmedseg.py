@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import thop
 import torch
-
 from MedSegEfficientLib.card import LabelInfo, ModelCard, NetworkInfo, Normalization
 from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.engine import Segmenter, SegmentOptions
 from MedSegEfficientLib.networks import build_network
 from MedSegEfficientLib.volume import Volume
 from phantoms import train_on_phantom

@@ -12,7 +12,6 @@ import json
 import time
 
 import torch
-
 from MedSegEfficientLib.networks import build_network
 from MedSegEfficientLib.networks.linear_attention import LinearAttention
 from MedSegEfficientLib.networks.vil import ViLLayer

@@ -36,7 +36,11 @@ from ..checkpoint import _load_weights, build_from_card, save_model
 from ..datasets import dataset_modality, parse_labels
 from ..errors import MedSegError
 from ..networks.xlstm_unet import single_blocks_in_deep_half
-from .nnunet_results import intensity_normalization, network_topology, read_results_folder
+from .nnunet_results import (
+    intensity_normalization,
+    network_topology,
+    read_results_folder,
+)
 
 RENAMES: list[tuple[str, str]] = [
     (r"^encoder\.stem\.", "stem."),

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .linear_attention import LinearAttention
 from .registry import NetworkSpec, register_network
@@ -113,7 +113,7 @@ class TokenAttention(nn.Module):
         self.out_proj = nn.Linear(inner, dim)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # noqa: E731
+        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
         out = F.scaled_dot_product_attention(split(self.q_proj(q)), split(self.k_proj(k)), split(self.v_proj(v)))
         return self.out_proj(out.transpose(1, 2).flatten(2))
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 NORMALISER_EPSILON = 1e-6
 

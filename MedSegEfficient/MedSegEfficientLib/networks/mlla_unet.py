@@ -11,8 +11,8 @@ the grid at hand, so any input size divisible by 32 runs.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .linear_attention import LinearAttention
 from .registry import NetworkSpec, register_network

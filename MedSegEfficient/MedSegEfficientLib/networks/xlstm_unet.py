@@ -12,10 +12,10 @@ block reads the channels as the sequence ("channel tokens"), which fixes the inp
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .blocks import conv_class, instance_norm_class
 from .registry import NetworkSpec, register_network
