@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains a shipped demo model on the folder made by training/make_demo_dataset.py (one real CT to train, the
-# DICOM series to validate). Both shipped demos were trained on the device tool's NVIDIA H100; on a CPU add
+# DICOM series to validate). The shipped demos were trained on the device tool's NVIDIA H100; on a CPU add
 # --device cpu and expect it to be much slower.
 #   bash training/train_demo.sh abdomen_ct_demo|abdomen_ct_xlstm_unet_3d|abdomen_ct_tm_unet DATASET OUTPUT.safetensors [options]
 set -euo pipefail
@@ -8,6 +8,8 @@ model=${1:?which demo: abdomen_ct_demo, abdomen_ct_xlstm_unet_3d, abdomen_ct_tm_
 data=${2:?dataset folder from training/make_demo_dataset.py}
 out=${3:?output model file}
 shift 3
+# 3D demos: 96^3 tiles at 3 mm; the 2D demos set their own slice grid.
+grid=(--patch-size 96 96 96 --spacing 3 3 3 --batch-size 4 --workers 12)
 case "$model" in
   abdomen_ct_demo)
     name="Abdominal CT demo (11 structures, 3 mm)"
@@ -21,25 +23,19 @@ case "$model" in
   abdomen_ct_tm_unet)
     name="Abdominal CT demo, TM-UNet s 2D (axial slices, 1.5 mm)"
     description="TM-UNet (mLSTM token memory) run slice by slice, trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
-    medseg train "$data" -o "$out" --name "$name" --description "$description" --network tm_unet --preset s \
-      --dims 2 --patch-size 224 224 --spacing 1.5 1.5 --batch-size 24 --lr 3e-3 --epochs 90 \
-      --iterations-per-epoch 50 --max-minutes 6 --workers 6 --quiet "$@"
-    exit ;;
+    network=(--network tm_unet --preset s --dims 2 --lr 3e-3 --epochs 90 --max-minutes 6)
+    grid=(--patch-size 224 224 --spacing 1.5 1.5 --batch-size 24 --workers 6) ;;
   abdomen_ct_mlla_unet)
     name="Abdominal CT demo, MLLA-UNet s 2D (axial slices, 1.5 mm)"
     description="MLLA-UNet (Mamba-like linear attention), small preset, run slice by slice, trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
-    medseg train "$data" -o "$out" --name "$name" --description "$description" --network mlla_unet --preset s \
-      --dims 2 --patch-size 224 224 --spacing 1.5 1.5 --batch-size 24 --lr 2e-3 --epochs 90 \
-      --iterations-per-epoch 50 --max-minutes 6 --workers 5 --quiet "$@"
-    exit ;;
+    network=(--network mlla_unet --preset s --dims 2 --lr 2e-3 --epochs 90 --max-minutes 6)
+    grid=(--patch-size 224 224 --spacing 1.5 1.5 --batch-size 24 --workers 5) ;;
   abdomen_ct_hrmedseg)
     name="Abdominal CT demo, HRMedSeg 2D (axial slices, 0.75 mm)"
     description="HRMedSeg (gated linear-attention encoder, cross-multiscale decoder) run slice by slice at high resolution, trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
-    medseg train "$data" -o "$out" --name "$name" --description "$description" --network hrmedseg --preset default \
-      --dims 2 --patch-size 512 512 --spacing 0.75 0.75 --batch-size 16 --lr 1e-3 --epochs 90 \
-      --iterations-per-epoch 50 --max-minutes 6 --workers 5 --quiet "$@"
-    exit ;;
+    network=(--network hrmedseg --preset default --dims 2 --lr 1e-3 --epochs 90 --max-minutes 6)
+    grid=(--patch-size 512 512 --spacing 0.75 0.75 --batch-size 16 --workers 5) ;;
   *) echo "unknown demo '$model'" >&2; exit 2 ;;
 esac
-medseg train "$data" -o "$out" --name "$name" --description "$description" "${network[@]}" \
-  --patch-size 96 96 96 --spacing 3 3 3 --batch-size 4 --iterations-per-epoch 50 --workers 12 --quiet "$@"
+medseg train "$data" -o "$out" --name "$name" --description "$description" "${network[@]}" "${grid[@]}" \
+  --iterations-per-epoch 50 --quiet "$@"

@@ -106,7 +106,7 @@ def import_state_dict(pth_path: str | os.PathLike, card: ModelCard, output: str 
         if isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
             break
-    state = {_strip_prefix(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
+    state = {strip_wrapper_prefix(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
     network = build_from_card(card)
     _load_weights(network, state, pth_path.name)
     return save_model(output, card, network)
@@ -202,7 +202,7 @@ def _load_weights(network: nn.Module, tensors: Mapping[str, torch.Tensor], sourc
         raise ModelFileError(f"{source}: weights do not match the network in the card: " + ", ".join(problems))
 
 
-def _strip_prefix(key: str) -> str:
+def strip_wrapper_prefix(key: str) -> str:
     # DataParallel and torch.compile wrap names; the network itself never has these prefixes.
     for prefix in ("module.", "_orig_mod."):
         if key.startswith(prefix):
@@ -218,5 +218,6 @@ def _existing_file(path: str | os.PathLike) -> Path:
 
 
 __all__ = ["LoadedModel", "MedSegError", "build_from_card", "default_model_path", "import_state_dict",
+           "strip_wrapper_prefix",
            "load_model", "load_state_dict_safely", "read_card", "resolve_model_path", "save_model",
            "user_models_folder"]

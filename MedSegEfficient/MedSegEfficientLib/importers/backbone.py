@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..card import LabelInfo, ModelCard
-from ..checkpoint import build_from_card, load_state_dict_safely, save_model
+from ..checkpoint import build_from_card, load_state_dict_safely, save_model, strip_wrapper_prefix
 from ..datasets import PALETTE
 from ..errors import MedSegError
 from ..networks.linear_attention import rope_rotations
@@ -29,7 +29,7 @@ def read_backbone(path: str | Path, wrapper: str | None = None) -> dict[str, tor
     tensors = {}
     for key, value in state.items():
         if isinstance(value, torch.Tensor):
-            tensors[key.removeprefix("module.")] = value
+            tensors[strip_wrapper_prefix(key)] = value
     if not tensors:
         raise MedSegError(f"{Path(path).name} holds no tensors")
     return tensors

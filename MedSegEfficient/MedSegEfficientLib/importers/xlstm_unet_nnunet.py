@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from ..card import ModelCard, NetworkInfo
-from ..checkpoint import _load_weights, build_from_card, save_model
+from ..checkpoint import _load_weights, build_from_card, save_model, strip_wrapper_prefix
 from ..datasets import dataset_modality, parse_labels
 from ..errors import MedSegError
 from ..networks.xlstm_unet import single_blocks_in_deep_half
@@ -79,7 +79,7 @@ def rename_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The authors' state dict in our names, after checking the duplicated tensors it drops."""
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in weights.items():
-        key = key.removeprefix("module.").removeprefix("_orig_mod.")
+        key = strip_wrapper_prefix(key)
         if key.startswith("decoder.encoder."):
             _check_same(weights, key, key.removeprefix("decoder."))
             continue
