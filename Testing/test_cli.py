@@ -182,7 +182,7 @@ SHIPPED = sorted((default_model_path().parent).glob("*.safetensors"))
 @pytest.mark.parametrize("model", SHIPPED, ids=[path.stem for path in SHIPPED])
 def test_every_shipped_model_is_small_validated_and_segments_the_real_ct(model, samples, tmp_path, capsys):
     card = read_card(model)
-    assert model.stat().st_size <= 10_000_000 or card.network.name in ("mlla_unet", "hrmedseg")
+    assert model.stat().st_size <= 15_000_000  # the issue limit for a shipped demo
     assert card.metrics["validation_mean_dice"] is not None and card.training["command"].startswith("medseg train")
     output = tmp_path / "labels.nii.gz"
     code, out, err = run_cli(capsys, "segment", str(samples["example_ct"]), "-o", str(output), "--model", str(model),

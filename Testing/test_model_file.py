@@ -10,7 +10,7 @@ import torch
 
 from MedSegEfficientLib.card import ModelCard
 from MedSegEfficientLib.checkpoint import (CARD_METADATA_KEY, import_state_dict, load_model, read_card,
-                                           resolve_model_path, save_model)
+                                           resolve_model_path, round_to_half, save_model)
 from MedSegEfficientLib.errors import ModelFileError
 from models_for_tests import threshold_card, write_threshold_model
 
@@ -128,3 +128,22 @@ def test_save_is_atomic_and_readable_by_others(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
     save_model(path, threshold_card(name="second"), load_model(path).network)
     assert read_card(path).name == "second"
+
+
+def test_half_weights_halve_the_file_and_load_as_the_rounded_network(tmp_path):
+    from MedSegEfficientLib.checkpoint import build_from_card
+
+    card = ModelCard.from_dict({**threshold_card().to_dict(), "network": {"name": "medseg_unet", "preset": "small",
+                                                                          "args": {}}})
+    torch.manual_seed(0)
+    network = build_from_card(card)
+    full = save_model(tmp_path / "full.safetensors", card, network)
+    half = save_model(tmp_path / "half.safetensors", card, network, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half).network
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    rounded = round_to_half(network).state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, rounded[name]), name
+    weight = next(n for n, t in network.state_dict().items() if t.is_floating_point() and t.numel() > 100)
+    assert not torch.equal(network.state_dict()[weight], rounded[weight])  # the rounding is real

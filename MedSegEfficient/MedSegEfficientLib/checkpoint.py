@@ -42,13 +42,17 @@ def build_from_card(card: ModelCard) -> nn.Module:
                          preset=card.network.preset, args=card.network.args)
 
 
-def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module) -> Path:
-    """Write atomically: a crash mid-write never leaves a half model file under the final name."""
+def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module, half: bool = False) -> Path:
+    """Write atomically: a crash mid-write never leaves a half model file under the final name.
+
+    ``half`` stores floating-point weights as float16 (half the file); loading casts them back to the network's
+    float32, so a half file runs exactly like a float32 one rounded to float16 (``round_to_half``).
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
+    tensors = {name: _stored(tensor, half) for name, tensor in network.state_dict().items()}
     metadata = {CARD_METADATA_KEY: json.dumps(card.to_dict())}
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
     os.close(handle)
@@ -60,6 +64,23 @@ def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module) -> 
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    tensor = tensor.detach().cpu()
+    return (tensor.half() if half and tensor.is_floating_point() else tensor).contiguous()
+
+
+def round_to_half(network: nn.Module) -> nn.Module:
+    """A copy of the network whose weights went through float16, as a half model file stores them."""
+    import copy
+
+    rounded = copy.deepcopy(network)
+    with torch.no_grad():
+        for tensor in rounded.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half())
+    return rounded
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .card import ModelCard, NetworkInfo
-from .checkpoint import LoadedModel, build_from_card, load_model, save_model
+from .checkpoint import LoadedModel, build_from_card, load_model, round_to_half, save_model
 from .datasets import DatasetDescription, TrainingCase, load_cases, median_spacing, normalization_from_data
 from .devices import describe_device, select_device
 from .engine import Segmenter, SegmentOptions
@@ -48,6 +48,7 @@ class TrainConfig:
     description: str = ""
     workers: int = 0
     validation_fraction: float = 0.2
+    half_weights: bool = False  # store float16 weights; validation then runs on the float16-rounded weights
     max_minutes: float | None = None  # stop after the epoch that passes this wall time, keeping the best model
     command: str = ""  # the command line, recorded in the card for provenance
 
@@ -129,7 +130,8 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
             say(f"epoch {epoch}: skipped {skipped} batch(es) with a non-finite loss")
         if not losses:
             raise MedSegError("training diverged: every batch of an epoch had a non-finite loss; lower --lr")
-        dice = validate(LoadedModel(card, network), validation_cases, device) if validation_cases else {}
+        evaluated = round_to_half(network) if config.half_weights else network
+        dice = validate(LoadedModel(card, evaluated), validation_cases, device) if validation_cases else {}
         scored = [v for v in dice.values() if not math.isnan(v)]
         mean_dice = float(np.mean(scored)) if scored else None
         record = EpochRecord(epoch, float(np.mean(losses)), time.time() - epoch_start, dice, mean_dice)
@@ -141,7 +143,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
         if best is None or score > best:
             best = score
             _record_results(card, record, validation_cases, config, device, time.time() - started)
-            save_model(output, card, network)
+            save_model(output, card, network, half=config.half_weights)
             say(f"saved {output} (epoch {epoch})")
         if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
             say(f"stopping after epoch {epoch}: the {config.max_minutes} minute limit has passed")
