@@ -57,3 +57,18 @@ def test_convolution_agrees_with_monai_inside_the_volume():
         ours = sliding_window(image, (48, 48, 48), 4, conv, overlap=0.5)
         theirs = sliding_window_inference(image, (48, 48, 48), 4, conv, overlap=0.5, mode="gaussian")
     assert torch.allclose(ours, theirs, atol=0.01)
+
+
+def test_float16_blending_agrees_with_float32_to_half_precision():
+    torch.manual_seed(0)
+    image = torch.randn(1, 1, 40, 33, 50) * 5
+
+    def predictor(tiles):
+        return torch.cat([tiles, -tiles, tiles.abs()], dim=1)
+
+    full = sliding_window(image, (16, 16, 16), 4, predictor, overlap=0.5)
+    half = sliding_window(image, (16, 16, 16), 4, predictor, overlap=0.5, dtype=torch.float16)
+    assert half.dtype == torch.float16 and full.dtype == torch.float32
+    assert torch.allclose(half.float(), full, rtol=1e-2, atol=2e-2)  # float16 sums: ~0.1-1 % relative
+    assert torch.equal(half.float().argmax(1)[full.max(1).values - full.median(1).values > 0.1],
+                       full.argmax(1)[full.max(1).values - full.median(1).values > 0.1])

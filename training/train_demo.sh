@@ -2,9 +2,9 @@
 # Trains a shipped demo model on the folder made by training/make_demo_dataset.py (one real CT to train, the
 # DICOM series to validate). The shipped demos were trained on the device tool's NVIDIA H100; on a CPU add
 # --device cpu and expect it to be much slower.
-#   bash training/train_demo.sh abdomen_ct_demo|abdomen_ct_xlstm_unet_3d|abdomen_ct_tm_unet DATASET OUTPUT.safetensors [options]
+#   bash training/train_demo.sh DEMO_NAME DATASET OUTPUT.safetensors [options]   (DEMO_NAME: one of the cases below)
 set -euo pipefail
-model=${1:?which demo: abdomen_ct_demo, abdomen_ct_xlstm_unet_3d, abdomen_ct_tm_unet, abdomen_ct_mlla_unet or abdomen_ct_hrmedseg}
+model=${1:?which demo: abdomen_ct_demo, abdomen_ct_xlstm_unet_3d, abdomen_ct_tm_unet, abdomen_ct_mlla_unet, abdomen_ct_hrmedseg or abdomen_ct_tokenseg}
 data=${2:?dataset folder from training/make_demo_dataset.py}
 out=${3:?output model file}
 shift 3
@@ -36,6 +36,11 @@ case "$model" in
     # 12 classes give 12 hypernetwork MLPs (4.9 M parameters): float16 storage keeps the file under 15 MB.
     network=(--network hrmedseg --preset default --dims 2 --lr 1e-3 --epochs 120 --max-minutes 7.5 --half-weights)
     grid=(--patch-size 384 384 --spacing 1 1 --batch-size 16 --workers 8) ;;
+  abdomen_ct_tokenseg)
+    name="Abdominal CT demo, TokenSeg-100 3D (3 mm)"
+    description="TokenSeg (hierarchical sparse tokens, VQ, boundary-aware top-100, sparse-to-dense decoder) trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
+    network=(--network tokenseg --preset tokenseg100 --lr 2e-3 --epochs 120 --max-minutes 5)
+    grid=(--patch-size 128 128 128 --spacing 3 3 3 --batch-size 2 --workers 12) ;;
   *) echo "unknown demo '$model'" >&2; exit 2 ;;
 esac
 medseg train "$data" -o "$out" --name "$name" --description "$description" "${network[@]}" "${grid[@]}" \

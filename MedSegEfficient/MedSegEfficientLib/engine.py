@@ -159,10 +159,13 @@ class Segmenter:
                 tracker.check_cancel()
                 return self.model.network(tiles)
 
+            # Class scores blend in float16 on a GPU run in mixed precision (its logits are float16 already).
+            half = self.device.type == "cuda" and self.options.mixed_precision
+            output_device = _blending_device(self.device, self.card.out_channels * math.prod(spatial) * (2 if half else 4))
+            blend_dtype = torch.float16 if half and output_device.type == "cuda" else torch.float32
             # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
             logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
-                                    output_device=_blending_device(self.device, self.card.out_channels * math.prod(spatial) * 4),
-                                    on_batch=tracker.advance)
+                                    output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
         return logits[0].argmax(0).to(torch.int32).cpu().numpy().astype(self._label_dtype())
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:

@@ -46,11 +46,12 @@ def gaussian_weights(roi: Sequence[int], device: torch.device, sigma_scale: floa
 
 def sliding_window(image: torch.Tensor, roi: Sequence[int], batch_size: int, predictor: Predictor,
                    overlap: float = 0.5, pad_value: float = 0.0, output_device: torch.device | None = None,
-                   on_batch: Callable[[], None] | None = None) -> torch.Tensor:
-    """Blend ``predictor`` outputs over tiles of ``image`` (1, C, *spatial); returns (1, K, *spatial) float32.
+                   on_batch: Callable[[], None] | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Blend ``predictor`` outputs over tiles of ``image`` (1, C, *spatial); returns (1, K, *spatial) in ``dtype``.
 
     Tiles run on ``image``'s device; the blended output accumulates on ``output_device`` (the host, for
-    volumes whose class scores would not fit in GPU memory). ``on_batch`` runs after every batch of tiles.
+    volumes whose class scores would not fit in GPU memory) in ``dtype`` (float16 halves the largest buffer
+    of a GPU run). ``on_batch`` runs after every batch of tiles.
     """
     spatial = tuple(image.shape[2:])
     roi = tuple(int(r) for r in roi)
@@ -63,15 +64,15 @@ def sliding_window(image: torch.Tensor, roi: Sequence[int], batch_size: int, pre
     padded = F.pad(image, pads, value=pad_value) if any(pads) else image
     padded_spatial = tuple(padded.shape[2:])
     origins = tile_origins(padded_spatial, roi, overlap)
-    weights = gaussian_weights(roi, output_device)
+    weights = gaussian_weights(roi, output_device).to(dtype)
     output: torch.Tensor | None = None
     weight_sum = torch.zeros(padded_spatial, device=output_device)
     for first in range(0, len(origins), batch_size):
         group = origins[first:first + batch_size]
         tiles = torch.cat([padded[(slice(None), slice(None), *_window(o, roi))] for o in group])
-        scores = predictor(tiles).to(output_device, torch.float32)
+        scores = predictor(tiles).to(output_device, dtype)
         if output is None:
-            output = torch.zeros((1, scores.shape[1], *padded_spatial), device=output_device)
+            output = torch.zeros((1, scores.shape[1], *padded_spatial), device=output_device, dtype=dtype)
         for index, origin in enumerate(group):
             window = _window(origin, roi)
             output[(0, slice(None), *window)] += scores[index] * weights

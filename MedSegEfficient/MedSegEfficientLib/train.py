@@ -112,7 +112,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 logits = network(images)
             # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
-            loss = _supervised_loss(loss_function, logits, labels) + _extra_loss(network)
+            loss = _supervised_loss(loss_function, logits, labels) + _extra_loss(network, labels)
             if not torch.isfinite(loss):
                 skipped += 1
                 scheduler.step()
@@ -138,7 +138,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
         history.append(record)
         say(f"epoch {epoch}/{config.epochs} loss {record.train_loss:.4f} "
             + (f"val mean Dice {mean_dice:.4f} " if mean_dice is not None else "")
-            + " ".join(f"{k}={v:.3f}" for k, v in dice.items()) + f" ({record.seconds:.1f} s)")
+            + " ".join(f"{k}={v:.3f}" for k, v in dice.items()) + f" ({record.seconds:.1f} s)" + _network_report(network))
         score = mean_dice if mean_dice is not None else -record.train_loss
         if best is None or score > best:
             best = score
@@ -217,10 +217,16 @@ def _supervised_loss(loss_function, logits, labels: torch.Tensor) -> torch.Tenso
     return total / sum(weights)
 
 
-def _extra_loss(network: torch.nn.Module) -> torch.Tensor | float:
-    """Networks with auxiliary objectives (vector quantisation, ...) expose them as ``extra_loss()``."""
+def _extra_loss(network: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
+    """Networks with auxiliary objectives (vector quantisation, boundary scores) expose ``extra_loss(labels)``."""
     extra = getattr(network, "extra_loss", None)
-    return extra() if callable(extra) else 0.0
+    return extra(labels) if callable(extra) else 0.0
+
+
+def _network_report(network: torch.nn.Module) -> str:
+    """A network's own figures for the epoch line (TokenSeg: codebook usage), if it has any."""
+    report = getattr(network, "training_report", None)
+    return f" [{report()}]" if callable(report) else ""
 
 
 def _initialise_from(network: torch.nn.Module, path: str) -> None:

@@ -83,4 +83,5 @@ def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: 
 
 def _load_builtin_families() -> None:
     # Imported lazily so that importing the registry never pulls every family (and its cost) in.
-    from . import hrmedseg, mlla_unet, monai_baselines, nnunet_topologies, plain_unet, tm_unet, xlstm_unet  # noqa: F401
+    from . import (hrmedseg, mlla_unet, monai_baselines, nnunet_topologies, plain_unet, tm_unet,  # noqa: F401
+                   tokenseg, xlstm_unet)
