@@ -71,7 +71,10 @@ def measure_boundaries(args: argparse.Namespace) -> dict:
     device = select_device(args.device)
     model = load_model(args.model, device)
     network, card = model.network, model.card
-    kept, candidates = [], []
+    # holds: the kept token's cell holds a boundary voxel; near: it or a neighbouring cell of its level does;
+    # recall: boundary-holding cells kept; ceiling: the best "holds" share K tokens can reach on the tile.
+    kept: dict[str, list[float]] = {"holds": [], "near": [], "recall": [], "ceiling": []}
+    candidates = []
     for case in load_cases(describe_folder(args.dataset).validation):
         grid = to_model_grid(case.image, card)
         labels = torch.from_numpy(resample_labels(case.labels.array, case.labels, grid.geometry).astype(np.int64))
@@ -84,15 +87,30 @@ def measure_boundaries(args: argparse.Namespace) -> dict:
             tile, tile_labels = image[(slice(None), *window)], labels[window]
             with torch.inference_mode():
                 network(tile[None].to(device))
-            tile_labels = tile_labels[None, None].to(device)
-            kept.append(network.selected_boundary_share(tile_labels))
-            targets = network.boundary_targets(tile_labels, network._last["grids"])
-            candidates.append(float(targets.mean()))
-    result = {"machine": _machine(device), "model": str(args.model), "tiles": len(kept),
-              "kept_on_boundary": round(float(np.mean(kept)), 4),
-              "candidates_on_boundary": round(float(np.mean(candidates)), 4), "keep": network.keep}
+            grids, selected = network._last["grids"], network._last["selected"][0]
+            holds = network.boundary_targets(tile_labels[None, None].to(device), grids)[0]
+            near = _within_one_cell(holds, grids)
+            kept["holds"].append(float(holds[selected].mean()))
+            kept["near"].append(float(near[selected].mean()))
+            kept["recall"].append(float(holds[selected].sum() / holds.sum().clamp(min=1)))
+            kept["ceiling"].append(min(1.0, float(holds.sum()) / selected.numel()))
+            candidates.append(float(holds.mean()))
+    result = {"machine": _machine(device), "model": str(args.model), "tiles": len(candidates),
+              "keep": network.keep, "candidates_holding_boundary": round(float(np.mean(candidates)), 4),
+              **{f"kept_{name}": round(float(np.mean(values)), 4) for name, values in kept.items()}}
     print(json.dumps(result))
     return result
+
+
+def _within_one_cell(holds: torch.Tensor, grids) -> torch.Tensor:
+    """Per level, a cell is near a boundary when it or one of its 26 neighbours holds one."""
+    parts, start = [], 0
+    for grid in grids:
+        count = int(np.prod(grid))
+        level = holds[start:start + count].view(1, 1, *grid)
+        parts.append(F.max_pool3d(level, 3, 1, 1).flatten())
+        start += count
+    return torch.cat(parts)
 
 
 def _machine(device: torch.device) -> dict:

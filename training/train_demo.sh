@@ -39,7 +39,7 @@ case "$model" in
   abdomen_ct_tokenseg)
     name="Abdominal CT demo, TokenSeg-100 3D (3 mm)"
     description="TokenSeg (hierarchical sparse tokens, VQ, boundary-aware top-100, sparse-to-dense decoder) trained on one real CT (TotalSegmentator example_ct); a pipeline demo, not for clinical use."
-    network=(--network tokenseg --preset tokenseg100 --lr 2e-3 --epochs 120 --max-minutes 5)
+    network=(--network tokenseg --preset tokenseg100 --lr 2e-3 --epochs 120 --max-minutes 4.5)
     grid=(--patch-size 128 128 128 --spacing 3 3 3 --batch-size 2 --workers 12) ;;
   *) echo "unknown demo '$model'" >&2; exit 2 ;;
 esac

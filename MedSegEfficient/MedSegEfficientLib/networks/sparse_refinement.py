@@ -69,9 +69,9 @@ def inside_mask(origins: torch.Tensor, size: int, volume_size: torch.Tensor) -> 
 
 def add_to_cells(logits: torch.Tensor, batch: torch.Tensor, cells: torch.Tensor,
                  corrections: torch.Tensor) -> torch.Tensor:
-    """logits (B, K, D, H, W) with each cell's correction (n, K, 16, 16, 16) added; cells are distinct."""
+    """Adds each cell's correction (n, K, 16, 16, 16) to logits (B, K, D, H, W) in place; cells are distinct."""
     b, k, d, h, w = logits.shape
-    grid = logits.view(b, k, d // CELL, CELL, h // CELL, CELL, w // CELL, CELL).clone()
+    grid = logits.view(b, k, d // CELL, CELL, h // CELL, CELL, w // CELL, CELL)  # in place: callers pass a fresh tensor
     z, y, x = cells.unbind(1)
     grid[batch, :, z, :, y, :, x, :] += corrections  # advanced indices first: (n, K, 16, 16, 16)
     return grid.view(b, k, d, h, w)

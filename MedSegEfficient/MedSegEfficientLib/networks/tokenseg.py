@@ -3,7 +3,7 @@ tokenizer (VQ + importance score + top-K), and a sparse-to-dense decoder (docs/t
 number the paper states and every choice it leaves open).
 
 - Encoder: four levels at strides 2, 4, 8, 16. Every level is cut into cells of 8^3 of its own voxels (16, 32,
-  64, 128 input voxels): each cell pooled is one candidate token (585 at a 128^3 tile).
+  64, 128 input voxels): each cell's feature mean and spread make one candidate token (585 at a 128^3 tile).
 - Tokenizer: tokens projected to one width with level and position embeddings, quantised by a VQ codebook, scored
   for importance (trained towards "this cell holds a label boundary"); the top K (``keep``) go on, gated by
   their score, through a small transformer.
@@ -34,7 +34,7 @@ class TokenSeg(nn.Module):
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, widths=(16, 32, 64, 128),
                  token_dim: int = 128, keep: int | None = 100, codes: int = 4096, code_dim: int = 32,
                  mixer_layers: int = 2, heads: int = 4, refine_widths=(16, 8), deep_supervision: bool = True,
-                 vq_weight: float = 1.0, score_weight: float = 0.5) -> None:
+                 vq_weight: float = 1.0, score_weight: float = 1.0) -> None:
         super().__init__()
         if spatial_dims != 3:
             raise ValueError("TokenSeg is 3D")
@@ -49,7 +49,7 @@ class TokenSeg(nn.Module):
         self.encoder = nn.ModuleList([ResidualStage(3, widths[0], widths[0], convs=1)] + [
             ResidualStage(3, widths[i - 1], widths[i], stride=2) for i in range(1, len(widths))])
         # tokenizer
-        self.to_token = nn.ModuleList(nn.Linear(width, token_dim) for width in widths)
+        self.to_token = nn.ModuleList(nn.Linear(2 * width, token_dim) for width in widths)
         self.level_embedding = nn.Parameter(torch.zeros(len(widths), token_dim))
         self.position_embedding = nn.Linear(3 * 2 * POSITION_FREQUENCIES, token_dim)
         self.token_norm = nn.LayerNorm(token_dim)
@@ -91,7 +91,10 @@ class TokenSeg(nn.Module):
     def _candidate_tokens(self, features, input_size) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
         tokens, grids = [], []
         for level, feature in enumerate(features):
-            pooled = _pool_cells(feature, CELL_VOXELS, F.avg_pool3d)
+            # A cell's mean and spread: a boundary shows as spread, which a mean alone averages away.
+            mean = _pool_cells(feature, CELL_VOXELS, F.avg_pool3d)
+            spread = (_pool_cells(feature.float().square(), CELL_VOXELS, F.avg_pool3d) - mean.float().square())
+            pooled = torch.cat([mean, (spread.clamp(min=0) + 1e-6).sqrt().to(mean.dtype)], 1)  # finite gradient at 0
             grid = tuple(pooled.shape[2:])
             cell_size = CELL_VOXELS * LEVEL_STRIDES[level]
             position = _fourier_positions(grid, cell_size, input_size, feature.device).to(feature.dtype)
@@ -110,7 +113,9 @@ class TokenSeg(nn.Module):
     def _reproject(self, features, grids, quantised, scores, selected) -> list[torch.Tensor]:
         batch, _, width = quantised.shape
         index = selected[..., None].expand(-1, -1, width)
-        kept = quantised.gather(1, index) * torch.sigmoid(scores.gather(1, selected))[..., None].to(quantised.dtype)
+        # Kept tokens are weighted by their confidence; the scores learn from the boundary target alone.
+        gate = torch.sigmoid(scores.gather(1, selected).detach())[..., None].to(quantised.dtype)
+        kept = quantised.gather(1, index) * gate
         if kept.shape[1]:
             kept = self.mixer(kept).to(quantised.dtype)
         placed = torch.zeros_like(quantised).scatter(1, index, kept)  # unselected tokens stay zero
@@ -140,7 +145,13 @@ class TokenSeg(nn.Module):
         if batch.numel() == 0:
             return upsampled, coarse
         cells = torch.stack(torch.unravel_index(selected[in_finest], finest_grid), 1)
-        corrections = self.refine.cells(half_input, image, batch, cells)
+        # A fixed crop count per batch shape (the most that can be selected), so that cuDNN's tuned kernels are
+        # reused from batch to batch instead of being tuned again for every new count; the padding is dropped.
+        count = batch.numel()
+        fixed = selected.shape[0] * min(selected.shape[1], math.prod(finest_grid))
+        padded_batch = torch.cat([batch, batch[:1].expand(fixed - count)])
+        padded_cells = torch.cat([cells, cells[:1].expand(fixed - count, -1)])
+        corrections = self.refine.cells(half_input, image, padded_batch, padded_cells)[:count]
         return add_to_cells(upsampled, batch, cells, corrections.to(upsampled.dtype)), coarse
 
     # --- training hooks (train.py) ----------------------------------------------------------------------------
