@@ -1,15 +1,23 @@
-"""MedSegEfficient: segment the active CT or MRI with an efficient deep network, as an editable segmentation.
+"""MedSegEfficient: segment the active CT, MRI or RGB image with an efficient deep network, as an editable
+segmentation.
 
-Thin by design: Module, Widget, Logic and Test classes only. Everything else lives in MedSegEfficientLib, which
-imports neither qt nor slicer at module level and is tested without Slicer.
+Thin by design: Module, parameter node, Widget, Logic and Test classes. The behaviour lives in MedSegEfficientLib
+(model picker, preflight, background run, region, undo), which imports neither qt nor slicer at module level and
+is tested without Slicer; the widget only wires it to the panel.
 """
 
 import logging
+from typing import Annotated
 
+import qt
 import slicer
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
+
+DEVICES = {"Auto": "auto", "GPU": "cuda", "CPU": "cpu"}
+POLL_MILLISECONDS = 100
 
 
 class MedSegEfficient(ScriptedLoadableModule):
@@ -25,15 +33,33 @@ class MedSegEfficient(ScriptedLoadableModule):
                                            "Radiology: AI 2023), Apache-2.0.")
 
 
+@parameterNodeWrapper
+class MedSegEfficientParameterNode:
+    inputVolume: slicer.vtkMRMLVolumeNode
+    modelPath: str = ""
+    device: Annotated[str, Choice(list(DEVICES))] = "Auto"
+    quality: Annotated[str, Choice(["Full", "Fast"])] = "Full"
+    roi: slicer.vtkMRMLMarkupsROINode
+    outputSegmentation: slicer.vtkMRMLSegmentationNode
+
+
 class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Input volume, model, device and quality; Segment runs the Logic and shows progress and the result line."""
+    """The panel: settings persist in the scene's parameter node; Segment runs off the main thread."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._cancel_requested = False
-        self._running = False
+        self._parameterNode = None
+        self._guiConnections = None
+        self._run = None  # the BackgroundRun in flight
+        self._prepared = None
+        self._lastResult = None
+        self._timer = None
+        # Dialogs, replaceable so that tests can answer them.
+        self.chooseModelFile = lambda: qt.QFileDialog.getOpenFileName(
+            None, "Import model file", "", "MedSegEfficient model (*.safetensors)")
+        self.askPreflight = self._askPreflight
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -42,45 +68,173 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(panel)
         panel.setMRMLScene(slicer.mrmlScene)
         self.logic = MedSegEfficientLogic()
-        for entry in self.logic.modelChoices():
-            self.ui.modelSelector.addItem(f"{entry['title']} ({entry['network']})", entry["path"])
-        self.ui.deviceSelector.addItems(["Auto", "GPU", "CPU"])
-        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
-        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateSegmentButton)
-        self._updateSegmentButton()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_MILLISECONDS)
+        self._timer.timeout.connect(self._poll)
+        self.ui.segmentButton.clicked.connect(self.onSegmentButton)
+        self.ui.importModelButton.clicked.connect(self.onImportModel)
+        self.ui.undoButton.clicked.connect(self.onUndo)
+        self.ui.modelSelector.currentIndexChanged.connect(self._onModelChosen)
+        self.ui.deviceInfoLabel.text = self.logic.deviceInfo()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
 
-    def _updateSegmentButton(self, *_):
-        reason = ""
-        if self.ui.inputVolumeSelector.currentNode() is None:
-            reason = "Select an input volume."
-        elif self.ui.modelSelector.count == 0:
-            reason = "No model file found; import one first."
-        self.ui.segmentButton.enabled = self._running or not reason
+    def cleanup(self):
+        if self._run is not None:
+            self._run.cancel()
+        self.removeObservers()
+        self.setParameterNode(None)
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode and self._guiConnections is not None:
+            self._parameterNode.disconnectGui(self._guiConnections)
+            self._guiConnections = None
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(MedSegEfficientParameterNode(self.logic.getParameterNode()))
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode:
+            if self._guiConnections is not None:
+                self._parameterNode.disconnectGui(self._guiConnections)
+            self.removeObserver(self._parameterNode, vtk_modified_event(), self._onParameterNodeModified)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._guiConnections = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk_modified_event(), self._onParameterNodeModified)
+            self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, caller=None, event=None):
+        self.refreshModels()
+        self._checkCanApply()
+
+    # --- models ---------------------------------------------------------------------------------------------
+    def refreshModels(self):
+        """Only the models whose card fits the input, and a line saying which are hidden and why."""
+        fitting, hidden = self.logic.modelChoices(self._parameterNode.inputVolume)
+        history = self.logic.runHistory()
+        wanted = self._parameterNode.modelPath
+        selector = self.ui.modelSelector
+        selector.blockSignals(True)
+        selector.clear()
+        for index, entry in enumerate(fitting):
+            selector.addItem(entry["title"], entry["path"])
+            selector.setItemData(index, self.logic.describeModel(entry, history), qt.Qt.ToolTipRole)
+        paths = [entry["path"] for entry in fitting]
+        selector.setCurrentIndex(paths.index(wanted) if wanted in paths else (0 if paths else -1))
+        selector.blockSignals(False)
+        self.ui.hiddenModelsLabel.text = (f"{len(hidden)} model(s) hidden: " + "; ".join(
+            f"{entry.get('title', entry['path'])}: {reason}" for entry, reason in hidden)) if hidden else ""
+        chosen = fitting[paths.index(wanted)] if wanted in paths else (fitting[0] if fitting else None)
+        self.ui.modelInfoLabel.text = self.logic.describeModel(chosen, history) if chosen else ""
+        if chosen and chosen["path"] != wanted:
+            self._parameterNode.modelPath = chosen["path"]
+
+    def _onModelChosen(self, index):
+        if index >= 0:
+            self._parameterNode.modelPath = self.ui.modelSelector.itemData(index)
+
+    def onImportModel(self):
+        path = self.chooseModelFile()
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay("The model file cannot be imported.", waitCursor=True):
+            imported = self.logic.importModel(path)
+            self._parameterNode.modelPath = imported
+            self.ui.statusLabel.text = f"Imported {imported}"
+
+    # --- running ------------------------------------------------------------------------------------------
+    def _checkCanApply(self):
+        reason = self.logic.whyCannotRun(self._parameterNode)
+        self.ui.segmentButton.enabled = self._run is not None or not reason
         self.ui.segmentButton.toolTip = reason or "Segment the input volume with the selected model."
 
     def onSegmentButton(self):
-        if self._running:
-            self._cancel_requested = True
+        if self._run is not None:
+            self._run.cancel()
+            self.ui.statusLabel.text = "Cancelling..."
             return
-        self._running, self._cancel_requested = True, False
-        self.ui.segmentButton.text = "Cancel"
-        device = {"Auto": "auto", "GPU": "cuda", "CPU": "cpu"}[self.ui.deviceSelector.currentText]
-        try:
-            with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
-                result = self.logic.process(self.ui.inputVolumeSelector.currentNode(),
-                                            self.ui.modelSelector.currentData, device=device,
-                                            fast=self.ui.fastCheckBox.checked, progress=self._onProgress,
-                                            cancel=lambda: self._cancel_requested)
-                self.ui.statusLabel.text = result.report.summary()
-        finally:
-            self._running = False
-            self.ui.segmentButton.text = "Segment"
-            self._updateSegmentButton()
+        params = self._parameterNode
+        device, fast, batch = DEVICES[params.device], params.quality == "Fast", None
+        with slicer.util.tryWithErrorDisplay("Segmentation cannot start.", waitCursor=True):
+            preflight = self.logic.preflight(params.inputVolume, params.modelPath, device)
+            if not preflight.fits:
+                choice = self.askPreflight(preflight)
+                if choice is None:
+                    return
+                device, fast, batch = {"fast": (device, True, 1), "cpu": ("cpu", fast, None),
+                                       "anyway": (device, fast, None)}[choice]
+            self._prepared = self.logic.prepare(params.inputVolume, params.modelPath, device, fast, batch,
+                                                params.roi)
+            self._run = self.logic.startBackground(self._prepared)
+            self.ui.segmentButton.text = "Cancel"
+            self.ui.progressBar.value = 0
+            self.ui.resultLabel.text = ""
+            self._timer.start()
 
-    def _onProgress(self, fraction, stage):
-        self.ui.progressBar.value = int(round(fraction * 100))
-        self.ui.statusLabel.text = stage
-        slicer.app.processEvents()  # keeps Cancel clickable; the full panel runs the network off the main thread
+    def _poll(self):
+        status = self._run.status()
+        self.ui.progressBar.value = int(round(100 * status.fraction))
+        self.ui.statusLabel.text = status.stage
+        if status.done:
+            self._finish(status)
+
+    def _finish(self, status):
+        self._timer.stop()
+        self._run = None
+        self.ui.segmentButton.text = "Segment"
+        try:
+            if status.cancelled:
+                self.ui.statusLabel.text = "Cancelled: the scene is unchanged."
+            elif status.error is not None:
+                logging.error("MedSegEfficient run failed:\n" + status.traceback)
+                self.ui.statusLabel.text = "Failed: the scene is unchanged."
+                slicer.util.errorDisplay(f"Segmentation failed: {status.error}", detailedText=status.traceback)
+            else:
+                with slicer.util.tryWithErrorDisplay("The segmentation could not be added to the scene."):
+                    self._lastResult = self.logic.apply(self._prepared, status.result,
+                                                        self._parameterNode.outputSegmentation)
+                    self.ui.progressBar.value = 100
+                    self.ui.statusLabel.text = "Done."
+                    self.ui.resultLabel.text = self._lastResult.report.summary()
+                    self.ui.undoButton.enabled = self._lastResult.undo is not None
+                    self.refreshModels()  # the measured speed
+        finally:
+            self._prepared = None
+            self._checkCanApply()
+
+    def onUndo(self):
+        if self._lastResult is not None and self._lastResult.undo is not None:
+            self._lastResult.undo.restore()
+            self.ui.undoButton.enabled = False
+            self.ui.statusLabel.text = "The last run was undone."
+
+    def _askPreflight(self, preflight):
+        """'fast', 'cpu', 'anyway' or None (do not run)."""
+        box = qt.QMessageBox()
+        box.setWindowTitle("MedSegEfficient")
+        box.setText("This run " + preflight.message())
+        buttons = {box.addButton("Fast mode", qt.QMessageBox.AcceptRole): "fast",
+                   box.addButton("Use the CPU", qt.QMessageBox.AcceptRole): "cpu",
+                   box.addButton("Run anyway", qt.QMessageBox.DestructiveRole): "anyway"}
+        box.addButton(qt.QMessageBox.Cancel)
+        box.exec_()
+        return buttons.get(box.clickedButton())
+
+
+def vtk_modified_event():
+    import vtk
+
+    return vtk.vtkCommand.ModifiedEvent
 
 
 class MedSegEfficientLogic(ScriptedLoadableModuleLogic):
@@ -88,15 +242,91 @@ class MedSegEfficientLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
+        from MedSegEfficientLib.slicer_dependencies import ensure_dependencies
+
+        ensure_dependencies(slicer, slicer.app.testingEnabled(), slicer.util.confirmOkCancelDisplay)
         from MedSegEfficientLib.volume_node_runner import VolumeNodeSegmenter
 
         self._runner = VolumeNodeSegmenter()
 
-    @staticmethod
-    def modelChoices():
-        from MedSegEfficientLib.volume_node_runner import model_choices
+    def getParameterNode(self):
+        return ScriptedLoadableModuleLogic.getParameterNode(self)
 
-        return model_choices()
+    @staticmethod
+    def modelChoices(volumeNode=None):
+        from MedSegEfficientLib.model_library import InputShape, model_choices
+        from MedSegEfficientLib.scene import volume_from_node
+
+        shape = InputShape.of(volume_from_node(volumeNode)) if volumeNode is not None else None
+        return model_choices(shape)
+
+    @staticmethod
+    def describeModel(entry, history):
+        from MedSegEfficientLib.model_library import describe_choice
+
+        return describe_choice(entry, history)
+
+    @staticmethod
+    def runHistory():
+        from MedSegEfficientLib.model_library import load_history
+
+        return load_history()
+
+    @staticmethod
+    def importModel(path):
+        from MedSegEfficientLib.model_library import import_model_file
+
+        return str(import_model_file(path))
+
+    @staticmethod
+    def deviceInfo():
+        from MedSegEfficientLib.devices import describe_device, select_device
+
+        gpu = select_device("auto")
+        return f"Auto: {describe_device(gpu)}" + ("" if gpu.type != "cpu" else " (no GPU found)")
+
+    @staticmethod
+    def whyCannotRun(params):
+        if params is None or params.inputVolume is None:
+            return "Select an input volume."
+        if params.inputVolume.GetImageData() is None:
+            return "The input volume has no image data."
+        if not params.modelPath:
+            return "No model fits this input; import one (the hidden models say why)."
+        return ""
+
+    def preflight(self, volumeNode, modelPath, device):
+        from MedSegEfficientLib.checkpoint import read_card
+        from MedSegEfficientLib.devices import select_device
+        from MedSegEfficientLib.preflight import check, free_memory
+        from MedSegEfficientLib.scene import volume_from_node
+
+        kind = select_device(device).type
+        free_gpu, free_ram = free_memory(kind)
+        return check(volume_from_node(volumeNode), read_card(modelPath), kind == "cuda", free_gpu, free_ram)
+
+    def prepare(self, volumeNode, modelPath, device="auto", fast=False, batch=None, roiNode=None):
+        from MedSegEfficientLib.engine import SegmentOptions
+
+        bounds = None
+        if roiNode is not None:
+            bounds = [0.0] * 6
+            roiNode.GetRASBounds(bounds)
+        return self._runner.prepare(volumeNode, modelPath or self.defaultModelPath(),
+                                    SegmentOptions(device=device, fast=fast, batch_size=batch), bounds)
+
+    def startBackground(self, prepared):
+        from MedSegEfficientLib.background_run import BackgroundRun
+
+        return BackgroundRun(lambda progress, cancel: self._runner.compute(prepared, progress, cancel)).start()
+
+    def apply(self, prepared, result, outputSegmentation=None):
+        from MedSegEfficientLib.model_library import record_run
+
+        nodeResult = self._runner.apply(slicer.mrmlScene, prepared, result, outputSegmentation)
+        record_run(prepared.model_path, sum(result.report.seconds.values()), result.report.device)
+        logging.info(f"MedSegEfficient: {result.report.summary()}")
+        return nodeResult
 
     @staticmethod
     def defaultModelPath():
@@ -105,16 +335,12 @@ class MedSegEfficientLogic(ScriptedLoadableModuleLogic):
         return str(default_model_path())
 
     def process(self, inputVolume, modelPath, device="auto", fast=False, progress=None, cancel=None,
-                outputSegmentation=None):
-        from MedSegEfficientLib.engine import SegmentOptions
-
+                outputSegmentation=None, roiNode=None):
+        """The whole run on the calling thread (scripts and the self-test)."""
         if inputVolume is None:
             raise ValueError("Input volume is missing")
-        result = self._runner.run(slicer.mrmlScene, inputVolume, modelPath or self.defaultModelPath(),
-                                  SegmentOptions(device=device, fast=fast), progress=progress, cancel=cancel,
-                                  segmentation_node=outputSegmentation)
-        logging.info(f"MedSegEfficient: {result.report.summary()}")
-        return result
+        prepared = self.prepare(inputVolume, modelPath, device, fast, None, roiNode)
+        return self.apply(prepared, self._runner.compute(prepared, progress, cancel), outputSegmentation)
 
 
 class MedSegEfficientTest(ScriptedLoadableModuleTest):

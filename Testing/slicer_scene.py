@@ -24,6 +24,7 @@ class SlicerLogics:
         self.segmentations = self._register("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic())
         self.volumes = self._register("Volumes", slicer.vtkSlicerVolumesLogic())
         self.terminologies = self._register("Terminologies", slicer.vtkSlicerTerminologiesModuleLogic())
+        self.subject_hierarchy = self._register("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic())
 
     def _register(self, name: str, logic):
         logic.SetMRMLApplicationLogic(self.app_logic)

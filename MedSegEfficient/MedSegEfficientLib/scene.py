@@ -110,3 +110,34 @@ def _apply_label_details(segmentation_node, label_infos: list[LabelInfo]) -> Non
         entry = terminology_entry(label)
         if entry:
             segment.SetTerminology(entry)
+
+
+def place_in_study(scene, segmentation_node, reference_node) -> None:
+    """Put the segmentation beside its input in Subject Hierarchy (under the input's study, if it has one)."""
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if hierarchy is None:
+        return
+    parent = hierarchy.GetItemParent(_hierarchy_item(hierarchy, reference_node))
+    hierarchy.SetItemParent(_hierarchy_item(hierarchy, segmentation_node), parent)
+
+
+def _hierarchy_item(hierarchy, node) -> int:
+    # Slicer's application adds an item for every new node; without it (slicer-core, scripts) we add it here.
+    return hierarchy.GetItemByDataNode(node) or hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)
+
+
+class SegmentationSnapshot:
+    """The segments of an existing segmentation before a run replaces them, so that the run can be undone."""
+
+    def __init__(self, segmentation_node) -> None:
+        import slicer
+
+        self.node = segmentation_node
+        self.saved = slicer.vtkSegmentation()
+        self.saved.DeepCopy(segmentation_node.GetSegmentation())
+
+    def restore(self) -> None:
+        self.node.GetSegmentation().DeepCopy(self.saved)
+        self.node.Modified()

@@ -1,0 +1,243 @@
+"""The real panel (module file's widget and .ui) on real Qt offscreen, against a real slicer-core scene.
+
+The Slicer application layer is the named stand-in of slicer_application_standin.py; every control is driven the
+way a user drives it (buttons clicked, combo boxes chosen) or, for node selectors that need Slicer's own widget
+classes, through the parameter node that connectGui binds them to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("PySide6")
+
+from models_for_tests import write_threshold_model  # noqa: E402
+
+SCREENSHOT = Path(__file__).resolve().parents[1] / "Resources" / "Screenshots" / "panel.png"
+
+
+@pytest.fixture()
+def application():
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture()
+def panel(application, slicer_logics, user_models):
+    from slicer_application_standin import import_module_file
+
+    slicer_logics.install_application_globals()
+    module = import_module_file(testing=False)
+    widget = module.MedSegEfficientWidget()
+    widget.setup()
+    widget.module = module
+    yield widget
+    if widget._run is not None:
+        widget._run.cancel()
+        widget._run.wait(30)
+    widget.cleanup()
+
+
+def add_ct(slicer_logics, samples):
+    node = slicer_logics.volumes.AddArchetypeVolume(str(samples["example_ct"]), "example_ct", 0, None)
+    assert node is not None
+    return node
+
+
+def wait_until_done(widget, application, timeout=120.0):
+    deadline = time.time() + timeout
+    while widget._run is not None and time.time() < deadline:
+        application.processEvents()
+        time.sleep(0.02)
+    assert widget._run is None, "the run did not finish"
+
+
+def choose_model(widget, stem: str) -> None:
+    selector = widget.ui.modelSelector.qobject
+    index = next(i for i in range(selector.count()) if Path(selector.itemData(i)).stem == stem)
+    selector.setCurrentIndex(index)
+
+
+def test_segment_is_disabled_with_a_reason_until_a_volume_is_chosen(panel, slicer_logics, samples):
+    button = panel.ui.segmentButton
+    assert not button.enabled and button.toolTip == "Select an input volume."
+    panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
+    assert button.enabled and button.text == "Segment"
+    titles = [panel.ui.modelSelector.qobject.itemText(i) for i in range(panel.ui.modelSelector.qobject.count())]
+    assert len(titles) >= 5 and any("TokenSeg" in title for title in titles)
+    assert "labels:" in panel.ui.modelInfoLabel.text and "MB" in panel.ui.modelInfoLabel.text
+    assert panel.ui.deviceInfoLabel.text.startswith("Auto: ")
+
+
+def test_settings_persist_in_the_scene_parameter_node(panel, slicer_logics, samples):
+    volume = add_ct(slicer_logics, samples)
+    panel._parameterNode.inputVolume = volume
+    panel.ui.qualitySelector.qobject.setCurrentText("Fast")
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    choose_model(panel, "abdomen_ct_tm_unet")
+    node = slicer_logics.scene.GetSingletonNode("MedSegEfficient", "vtkMRMLScriptedModuleNode")
+    assert node.GetParameter("quality") == "Fast" and node.GetParameter("device") == "CPU"
+    assert Path(node.GetParameter("modelPath")).stem == "abdomen_ct_tm_unet"
+    assert node.GetNodeReference("inputVolume") is volume
+
+
+def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel, slicer_logics, user_models):
+    rgb = slicer_logics.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "photo")
+    slicer.util.updateVolumeFromArray(rgb, np.zeros((1, 64, 80, 3), np.uint8))
+    user_models.mkdir(parents=True, exist_ok=True)
+    write_threshold_model(user_models / "rgb.safetensors", spatial_dims=2, in_channels=3, name="RGB bands")
+    panel._parameterNode.inputVolume = rgb
+    selector = panel.ui.modelSelector.qobject
+    assert [selector.itemText(i) for i in range(selector.count())] == ["RGB bands"]
+    assert "6 model(s) hidden" in panel.ui.hiddenModelsLabel.text
+    assert "needs 1 channel(s); the input has 3 channel(s)" in panel.ui.hiddenModelsLabel.text
+    assert panel.ui.segmentButton.enabled
+    gray = slicer_logics.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "one slice")
+    slicer.util.updateVolumeFromArray(gray, np.zeros((1, 64, 80), np.int16))
+    panel._parameterNode.inputVolume = gray
+    titles = [selector.itemText(i) for i in range(selector.count())]
+    assert titles and all("2D" in title for title in titles)  # the shipped 2D CT models
+    assert "a 3D model; the input is a single slice" in panel.ui.hiddenModelsLabel.text
+
+
+def test_import_of_a_good_and_a_bad_model_file(panel, slicer_logics, samples, user_models, tmp_path):
+    panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
+    good = write_threshold_model(tmp_path / "bands.safetensors", name="Imported bands")
+    panel.chooseModelFile = lambda: str(good)
+    panel.ui.importModelButton.click()
+    assert (user_models / "bands.safetensors").is_file()
+    assert panel.ui.modelSelector.qobject.currentText() == "Imported bands"
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    panel.chooseModelFile = lambda: str(bad)
+    with pytest.raises(Exception, match="not a readable model file"):
+        panel.onImportModel()
+    assert any("cannot be imported" in text for text in panel.module.displayed_errors)
+    assert not (user_models / "broken.safetensors").exists()
+
+
+def test_a_run_reaches_100_percent_shows_the_result_line_and_editable_segments(panel, application, slicer_logics,
+                                                                                samples):
+    volume = add_ct(slicer_logics, samples)
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer_logics.scene)
+    study = hierarchy.CreateStudyItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "patient"), "study")
+    hierarchy.CreateItem(study, volume)  # as Slicer's DICOM import places a series under its study
+    panel._parameterNode.inputVolume = volume
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    panel.ui.qualitySelector.qobject.setCurrentText("Fast")
+    seen = []
+    panel._timer.timeout.connect(lambda: seen.append(panel.ui.progressBar.value))
+    panel.ui.segmentButton.click()
+    assert panel.ui.segmentButton.text == "Cancel"
+    wait_until_done(panel, application)
+    assert panel.ui.progressBar.value == 100 and panel.ui.segmentButton.text == "Segment"
+    assert "device CPU" in panel.ui.resultLabel.text and "peak RAM" in panel.ui.resultLabel.text
+    segmentations = [node for node in slicer_logics.scene.GetNodesByClass("vtkMRMLSegmentationNode")]
+    assert len(segmentations) == 1
+    segmentation = segmentations[0].GetSegmentation()
+    names = {segmentation.GetSegment(i).GetName() for i in segmentation.GetSegmentIDs()}
+    assert {"liver", "spleen"} <= names
+    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(segmentations[0])) == study  # beside its input
+    assert seen and max(seen) <= 100 and seen == sorted(seen)  # the bar only moves forward
+    assert "last run here" in panel.ui.modelInfoLabel.text  # the measured speed
+    if os.environ.get("MEDSEG_SCREENSHOTS"):
+        path = Path(os.environ["MEDSEG_SCREENSHOTS"]) / "panel.png"
+        assert panel.widget.grab().save(str(path))
+
+
+def test_cancel_mid_run_stops_and_leaves_the_scene_as_it_was(panel, application, slicer_logics, samples):
+    panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    before = slicer_logics.scene.GetNumberOfNodes()
+    panel.ui.segmentButton.click()
+    deadline = time.time() + 60
+    while panel._run.status().fraction <= 0.0 and time.time() < deadline:
+        application.processEvents()
+        time.sleep(0.01)
+    assert panel._run.status().fraction > 0.0  # mid-run
+    cancelled_at = time.time()
+    panel.ui.segmentButton.click()  # now "Cancel"
+    wait_until_done(panel, application)
+    assert time.time() - cancelled_at < 5.0  # one tile on 2 CPU threads, then the stop
+    assert panel.ui.statusLabel.text.startswith("Cancelled") and panel.ui.segmentButton.text == "Segment"
+    assert slicer_logics.scene.GetNumberOfNodes() == before
+
+
+def test_a_rerun_into_an_existing_segmentation_can_be_undone(panel, application, slicer_logics, samples):
+    volume = add_ct(slicer_logics, samples)
+    existing = slicer_logics.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my work")
+    existing.GetSegmentation().AddEmptySegment("hand-drawn", "hand-drawn")
+    panel._parameterNode.inputVolume = volume
+    panel._parameterNode.outputSegmentation = existing
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    panel.ui.qualitySelector.qobject.setCurrentText("Fast")
+    panel.ui.segmentButton.click()
+    wait_until_done(panel, application)
+    ids = list(existing.GetSegmentation().GetSegmentIDs())
+    assert "hand-drawn" not in ids and len(ids) > 3 and panel.ui.undoButton.enabled
+    panel.ui.undoButton.click()
+    assert list(existing.GetSegmentation().GetSegmentIDs()) == ["hand-drawn"] and not panel.ui.undoButton.enabled
+
+
+def test_preflight_that_does_not_fit_asks_and_can_switch_to_the_cpu_or_stop(panel, application, slicer_logics,
+                                                                              samples, monkeypatch):
+    from MedSegEfficientLib import preflight
+
+    panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
+    monkeypatch.setattr(preflight, "_available_ram", lambda: 1000)  # 1 kB free: nothing fits
+    asked = []
+    panel.askPreflight = lambda result: asked.append(result) or None
+    panel.ui.segmentButton.click()
+    assert len(asked) == 1 and not asked[0].fits and panel._run is None  # the user declined: nothing ran
+    assert "GiB RAM" in asked[0].message()
+    panel.askPreflight = lambda result: "cpu"
+    panel.ui.qualitySelector.qobject.setCurrentText("Fast")
+    panel.ui.segmentButton.click()
+    assert panel._prepared.options.device == "cpu"
+    wait_until_done(panel, application)
+    assert panel.ui.progressBar.value == 100
+
+
+def test_a_failing_run_shows_the_error_and_keeps_the_scene(panel, application, slicer_logics):
+    volume = slicer_logics.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "corrupt")
+    voxels = np.zeros((24, 40, 40), np.float32)
+    voxels[3, 4, 5] = np.nan  # the engine refuses NaN voxels: the error is raised in the background thread
+    slicer.util.updateVolumeFromArray(volume, voxels)
+    panel._parameterNode.inputVolume = volume
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    before = slicer_logics.scene.GetNumberOfNodes()
+    panel.ui.segmentButton.click()
+    wait_until_done(panel, application)
+    assert panel.ui.statusLabel.text.startswith("Failed")
+    assert any("NaN" in text for text in panel.module.displayed_errors)
+    assert slicer_logics.scene.GetNumberOfNodes() == before
+
+
+def test_a_gpu_that_is_not_there_is_a_clear_error_before_anything_runs(panel, slicer_logics, samples):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
+    panel.ui.deviceSelector.qobject.setCurrentText("GPU")
+    with pytest.raises(Exception, match="no CUDA GPU"):
+        panel.onSegmentButton()
+    assert panel._run is None and any("cannot start" in text for text in panel.module.displayed_errors)
+
+
+def test_screenshot_of_the_panel_for_the_readme(panel, application, slicer_logics, samples, tmp_path):
+    panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
+    panel.widget.show()
+    application.processEvents()
+    path = tmp_path / "panel.png"
+    assert panel.widget.grab().save(str(path)) and path.stat().st_size > 1000
+    if os.environ.get("MEDSEG_UPDATE_SCREENSHOT"):  # refreshes Resources/Screenshots/panel.png
+        shutil.copyfile(path, SCREENSHOT)
