@@ -245,9 +245,12 @@ class MedSegEfficientLogic(ScriptedLoadableModuleLogic):
         from MedSegEfficientLib.slicer_dependencies import ensure_dependencies
 
         ensure_dependencies(slicer, slicer.app.testingEnabled(), slicer.util.confirmOkCancelDisplay)
+        from MedSegEfficientLib.terminology import EXTRA_FILE
         from MedSegEfficientLib.volume_node_runner import VolumeNodeSegmenter
 
         self._runner = VolumeNodeSegmenter()
+        # Codes our models use that Slicer's terminology lists lack (Resources/Terminology).
+        slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(EXTRA_FILE))
 
     def getParameterNode(self):
         return ScriptedLoadableModuleLogic.getParameterNode(self)

@@ -30,13 +30,15 @@ def test_catalog_entry_is_valid_and_consistent():
 
 def test_cmake_metadata_names_files_that_exist():
     assert cmake_setting("EXTENSION_DEPENDS") == "PyTorch"
-    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
-        relative = cmake_setting(key).split("/main/", 1)[1]
+    urls = [cmake_setting("EXTENSION_ICONURL")] + cmake_setting("EXTENSION_SCREENSHOTURLS").split()
+    assert any(url.endswith("Screenshots/panel.png") for url in urls)  # the panel, saved by test_panel.py
+    for url in urls:
+        relative = url.split("/main/", 1)[1]
         assert (ROOT / relative).is_file(), relative
     module_cmake = (ROOT / "MedSegEfficient" / "CMakeLists.txt").read_text()
     assert "WITH_GENERIC_TESTS" in module_cmake
     resources = re.findall(r"^\s+(Resources/\S+)$", module_cmake, re.M)
-    assert len(resources) == 2  # icon, panel; the shipped models come from the glob below
+    assert len(resources) == 3  # icon, panel, extra terminology; the shipped models come from the glob below
     assert "MedSegEfficientLib/models/*.safetensors" in module_cmake
     assert list((ROOT / "MedSegEfficient" / "MedSegEfficientLib" / "models").glob("*.safetensors"))
     for resource in resources:

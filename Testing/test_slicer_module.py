@@ -58,11 +58,18 @@ def test_cancel_leaves_the_scene_as_it_was(module, slicer_logics, samples):
 
 
 def test_the_panel_has_every_control_the_widget_uses():
-    names = {widget.get("name") for widget in ElementTree.parse(UI_FILE).iter("widget")}
+    widgets = list(ElementTree.parse(UI_FILE).iter("widget"))
     source = (UI_FILE.parents[2] / "MedSegEfficient.py").read_text()
-    used = {name for name in names if f"self.ui.{name}" in source}
-    assert {"inputVolumeSelector", "modelSelector", "deviceSelector", "fastCheckBox", "segmentButton",
-            "progressBar", "statusLabel"} <= used
+    used = {w.get("name") for w in widgets if f"self.ui.{w.get('name')}" in source}
+    # connectGui binds these to the parameter node's fields, by the SlicerParameterName property
+    bound = {w.get("name"): prop.find("string").text for w in widgets for prop in w.findall("property")
+             if prop.get("name") == "SlicerParameterName"}
+    assert {"modelSelector", "importModelButton", "segmentButton", "progressBar", "statusLabel", "resultLabel",
+            "undoButton", "deviceInfoLabel", "hiddenModelsLabel", "modelInfoLabel"} <= used
+    assert bound == {"inputVolumeSelector": "inputVolume", "deviceSelector": "device", "qualitySelector": "quality",
+                     "roiSelector": "roi", "outputSegmentationSelector": "outputSegmentation"}
+    fields = source.split("class MedSegEfficientParameterNode:")[1].split("class ")[0]
+    assert all(f"    {field}:" in fields for field in bound.values())
 
 
 def test_the_ui_file_loads_in_real_qt(tmp_path):
