@@ -89,9 +89,12 @@ def test_settings_persist_in_the_scene_parameter_node(panel, slicer_logics, samp
     assert node.GetNodeReference("inputVolume") is volume
 
 
-def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel, slicer_logics, user_models):
+def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel, application, slicer_logics,
+                                                                            user_models):
     rgb = slicer_logics.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "photo")
-    slicer.util.updateVolumeFromArray(rgb, np.zeros((1, 64, 80, 3), np.uint8))
+    pixels = np.zeros((1, 64, 80, 3), np.uint8)
+    pixels[0, 10:30, 20:50] = 60  # the test model's label 1 band
+    slicer.util.updateVolumeFromArray(rgb, pixels)
     user_models.mkdir(parents=True, exist_ok=True)
     write_threshold_model(user_models / "rgb.safetensors", spatial_dims=2, in_channels=3, name="RGB bands")
     panel._parameterNode.inputVolume = rgb
@@ -100,6 +103,12 @@ def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel
     assert "6 model(s) hidden" in panel.ui.hiddenModelsLabel.text
     assert "needs 1 channel(s); the input has 3 channel(s)" in panel.ui.hiddenModelsLabel.text
     assert panel.ui.segmentButton.enabled
+    panel.ui.segmentButton.click()  # the RGB slice through the 2D model
+    wait_until_done(panel, application)
+    segmentation = slicer_logics.scene.GetNodesByClass("vtkMRMLSegmentationNode").GetItemAsObject(0)
+    names = [segmentation.GetSegmentation().GetSegment(i).GetName()
+             for i in segmentation.GetSegmentation().GetSegmentIDs()]
+    assert names == ["big"] and panel.ui.progressBar.value == 100, (names, panel.ui.statusLabel.text)
     gray = slicer_logics.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "one slice")
     slicer.util.updateVolumeFromArray(gray, np.zeros((1, 64, 80), np.int16))
     panel._parameterNode.inputVolume = gray
