@@ -82,8 +82,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         if self._run is not None:
             self._run.cancel()
-        self.removeObservers()
         self.setParameterNode(None)
+        self.removeObservers()
 
     def enter(self):
         self.initializeParameterNode()
@@ -309,8 +309,11 @@ class MedSegEfficientLogic(ScriptedLoadableModuleLogic):
         return check(volume_from_node(volumeNode), read_card(modelPath), kind == "cuda", free_gpu, free_ram)
 
     def prepare(self, volumeNode, modelPath, device="auto", fast=False, batch=None, roiNode=None):
+        from MedSegEfficientLib.devices import select_device
         from MedSegEfficientLib.engine import SegmentOptions
 
+        if batch is None and select_device(device).type == "cpu":
+            batch = 1  # one tile per pass: as fast on a CPU, and Cancel then answers after a single tile
         bounds = None
         if roiNode is not None:
             bounds = [0.0] * 6

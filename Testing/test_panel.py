@@ -177,7 +177,7 @@ def test_cancel_mid_run_stops_and_leaves_the_scene_as_it_was(panel, application,
     cancelled_at = time.time()
     panel.ui.segmentButton.click()  # now "Cancel"
     wait_until_done(panel, application)
-    assert time.time() - cancelled_at < 5.0  # one tile on 2 CPU threads, then the stop
+    assert time.time() - cancelled_at < 3.0  # one tile per pass on the CPU: 0.35-0.72 s measured on 2 threads
     assert panel.ui.statusLabel.text.startswith("Cancelled") and panel.ui.segmentButton.text == "Segment"
     assert slicer_logics.scene.GetNumberOfNodes() == before
 
