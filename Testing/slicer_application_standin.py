@@ -19,6 +19,7 @@ import re
 import sys
 import types
 import typing
+import unittest
 from pathlib import Path
 
 MODULE_DIR = Path(__file__).resolve().parents[1] / "MedSegEfficient"
@@ -187,8 +188,11 @@ class ScriptedLoadableModuleLogic:
         return node
 
 
-class ScriptedLoadableModuleTest:
-    pass
+class ScriptedLoadableModuleTest(unittest.TestCase):
+    """Slicer's test base is a unittest.TestCase whose delayDisplay shows a message in the application."""
+
+    def delayDisplay(self, message: str, msec: int = 1000) -> None:
+        self.messages = getattr(self, "messages", []) + [message]
 
 
 def install(testing: bool = False) -> list[str]:

@@ -94,3 +94,10 @@ def test_the_ui_file_loads_in_real_qt(tmp_path):
     assert not panel.findChild(QPushButton, "segmentButton").isEnabled()  # until a volume is chosen
     assert panel.findChild(QProgressBar, "progressBar") is not None
     assert panel.findChild(QComboBox, "modelSelector") is not None
+
+
+def test_the_slicer_self_test_passes_on_a_real_scene(module, slicer_logics):
+    """The module's Test class (what Slicer's self-test runs), here on the slicer-core scene."""
+    test = module.MedSegEfficientTest("test_demo_model_on_volume_node")
+    test.runTest()
+    assert test.messages == ["MedSegEfficient self-test passed"]
