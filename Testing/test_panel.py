@@ -242,3 +242,27 @@ def test_a_gpu_that_is_not_there_is_a_clear_error_before_anything_runs(panel, sl
     with pytest.raises(Exception, match="no CUDA GPU"):
         panel.onSegmentButton()
     assert panel._run is None and any("cannot start" in text for text in panel.module.displayed_errors)
+
+
+def test_a_region_of_interest_limits_the_segmentation_to_it(panel, application, slicer_logics, samples):
+    from MedSegEfficientLib.scene import volume_from_node
+
+    volume = add_ct(slicer_logics, samples)
+    grid = volume_from_node(volume)
+    centre = grid.ijk_to_ras() @ np.array([*(np.array(grid.grid_shape[::-1]) / 2), 1.0])
+    roi = slicer_logics.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "liver region")
+    roi.SetXYZ(*centre[:3])
+    roi.SetRadiusXYZ(40.0, 40.0, 30.0)
+    panel._parameterNode.inputVolume = volume
+    panel._parameterNode.roi = roi
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    panel.ui.qualitySelector.qobject.setCurrentText("Fast")
+    panel.ui.segmentButton.click()
+    assert panel._prepared.box is not None and panel._prepared.volume.grid_shape != grid.grid_shape
+    wait_until_done(panel, application)
+    segmentation = slicer_logics.scene.GetNodesByClass("vtkMRMLSegmentationNode").GetItemAsObject(0)
+    bounds = [0.0] * 6
+    segmentation.GetRASBounds(bounds)  # where any segment has voxels
+    for axis, radius in enumerate((40.0, 40.0, 30.0)):  # within the ROI, give or take a voxel (<= 3 mm here)
+        assert bounds[2 * axis] >= centre[axis] - radius - 3.0 and bounds[2 * axis + 1] <= centre[axis] + radius + 3.0
+    assert bounds[1] > bounds[0]  # something was segmented inside
