@@ -237,116 +237,37 @@ def vtk_modified_event():
     return vtk.vtkCommand.ModifiedEvent
 
 
+def _panel_logic_class():
+    # The Lib is imported only after the dependency check: it needs torch.
+    from MedSegEfficientLib.slicer_dependencies import ensure_dependencies
+
+    ensure_dependencies(slicer, slicer.app.testingEnabled(), slicer.util.confirmOkCancelDisplay)
+    from MedSegEfficientLib.panel_logic import PanelLogic
+
+    return PanelLogic
+
+
 class MedSegEfficientLogic(ScriptedLoadableModuleLogic):
-    """Delegates to MedSegEfficientLib on slicer.mrmlScene; keeps the model loaded between runs."""
+    """Slicer's Logic around MedSegEfficientLib.panel_logic.PanelLogic (whose methods it offers) on slicer.mrmlScene."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        from MedSegEfficientLib.slicer_dependencies import ensure_dependencies
-
-        ensure_dependencies(slicer, slicer.app.testingEnabled(), slicer.util.confirmOkCancelDisplay)
+        self._panel = _panel_logic_class()(lambda: slicer.mrmlScene)
         from MedSegEfficientLib.terminology import EXTRA_FILE
-        from MedSegEfficientLib.volume_node_runner import VolumeNodeSegmenter
 
-        self._runner = VolumeNodeSegmenter()
         # Codes our models use that Slicer's terminology lists lack (Resources/Terminology).
         slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(EXTRA_FILE))
 
-    def getParameterNode(self):
-        return ScriptedLoadableModuleLogic.getParameterNode(self)
-
-    @staticmethod
-    def modelChoices(volumeNode=None):
-        from MedSegEfficientLib.model_library import InputShape, model_choices
-        from MedSegEfficientLib.scene import volume_from_node
-
-        shape = InputShape.of(volume_from_node(volumeNode)) if volumeNode is not None else None
-        return model_choices(shape)
-
-    @staticmethod
-    def describeModel(entry, history):
-        from MedSegEfficientLib.model_library import describe_choice
-
-        return describe_choice(entry, history)
-
-    @staticmethod
-    def runHistory():
-        from MedSegEfficientLib.model_library import load_history
-
-        return load_history()
-
-    @staticmethod
-    def importModel(path):
-        from MedSegEfficientLib.model_library import import_model_file
-
-        return str(import_model_file(path))
-
-    @staticmethod
-    def deviceInfo():
-        from MedSegEfficientLib.devices import describe_device, select_device
-
-        gpu = select_device("auto")
-        return f"Auto: {describe_device(gpu)}" + ("" if gpu.type != "cpu" else " (no GPU found)")
-
-    @staticmethod
-    def whyCannotRun(params):
-        if params is None or params.inputVolume is None:
-            return "Select an input volume."
-        if params.inputVolume.GetImageData() is None:
-            return "The input volume has no image data."
-        if not params.modelPath:
-            return "No model fits this input; import one (the hidden models say why)."
-        return ""
-
-    def preflight(self, volumeNode, modelPath, device):
-        from MedSegEfficientLib.checkpoint import read_card
-        from MedSegEfficientLib.devices import select_device
-        from MedSegEfficientLib.preflight import check, free_memory
-        from MedSegEfficientLib.scene import volume_from_node
-
-        kind = select_device(device).type
-        free_gpu, free_ram = free_memory(kind)
-        return check(volume_from_node(volumeNode), read_card(modelPath), kind == "cuda", free_gpu, free_ram)
-
-    def prepare(self, volumeNode, modelPath, device="auto", fast=False, batch=None, roiNode=None):
-        from MedSegEfficientLib.devices import select_device
-        from MedSegEfficientLib.engine import SegmentOptions
-
-        if batch is None and select_device(device).type == "cpu":
-            batch = 1  # one tile per pass: as fast on a CPU, and Cancel then answers after a single tile
-        bounds = None
-        if roiNode is not None:
-            bounds = [0.0] * 6
-            roiNode.GetRASBounds(bounds)
-        return self._runner.prepare(volumeNode, modelPath or self.defaultModelPath(),
-                                    SegmentOptions(device=device, fast=fast, batch_size=batch), bounds)
-
-    def startBackground(self, prepared):
-        from MedSegEfficientLib.background_run import BackgroundRun
-
-        return BackgroundRun(lambda progress, cancel: self._runner.compute(prepared, progress, cancel)).start()
-
-    def apply(self, prepared, result, outputSegmentation=None):
-        from MedSegEfficientLib.model_library import record_run
-
-        nodeResult = self._runner.apply(slicer.mrmlScene, prepared, result, outputSegmentation)
-        record_run(prepared.model_path, sum(result.report.seconds.values()), result.report.device)
-        logging.info(f"MedSegEfficient: {result.report.summary()}")
-        return nodeResult
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._panel, name)
 
     @staticmethod
     def defaultModelPath():
         from MedSegEfficientLib.checkpoint import default_model_path
 
         return str(default_model_path())
-
-    def process(self, inputVolume, modelPath, device="auto", fast=False, progress=None, cancel=None,
-                outputSegmentation=None, roiNode=None):
-        """The whole run on the calling thread (scripts and the self-test)."""
-        if inputVolume is None:
-            raise ValueError("Input volume is missing")
-        prepared = self.prepare(inputVolume, modelPath, device, fast, None, roiNode)
-        return self.apply(prepared, self._runner.compute(prepared, progress, cancel), outputSegmentation)
 
 
 class MedSegEfficientTest(ScriptedLoadableModuleTest):
