@@ -73,6 +73,18 @@ def test_top_k_keeps_the_highest_scores_and_refines_only_their_finest_cells(keep
     assert torch.equal(per_cell, expected)
 
 
+@pytest.mark.parametrize("keep", [0, 7, 72, 500])
+def test_the_cuda_graph_path_gives_the_same_logits(keep):
+    """The fixed-count refinement (no host synchronisation, for CUDA graphs) equals the default one."""
+    network = small_tokenseg(keep=keep).eval()
+    image = torch.randn(2, 1, 32, 48, 64)
+    with torch.inference_mode():
+        default = network(image)
+        network.fixed_count_refinement = True
+        fixed = network(image)
+    assert torch.allclose(default, fixed, atol=1e-5)
+
+
 def test_keeping_every_token_equals_the_dense_variant():
     sparse = small_tokenseg(keep=10_000).eval()
     dense = small_tokenseg(keep=None, seed=1).eval()

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import LoadedModel, load_model
+from .cuda_graphs import GraphedForward
 from .devices import describe_device, empty_cache, is_out_of_memory, select_device
 from .errors import Cancelled, MedSegError
 from .preprocessing import ModelGrid, check_input, resample_labels, to_model_grid
@@ -40,6 +41,7 @@ class SegmentOptions:
     batch_size: int | None = None  # tiles (3D) or slices (2D) per forward pass
     overlap: float | None = None
     mixed_precision: bool = True  # float16 autocast on CUDA
+    cuda_graphs: bool = True  # 3D tiles on CUDA: replay the forward pass as a CUDA graph where it can be captured
 
     def tile_overlap(self) -> float:
         if self.overlap is not None:
@@ -78,6 +80,7 @@ class Segmenter:
         self.options = options or SegmentOptions()
         self.device = select_device(self.options.device)
         self.model.network.to(self.device).eval()
+        self._graph_notice = ""
 
     @classmethod
     def from_file(cls, path, options: SegmentOptions | None = None) -> "Segmenter":
@@ -113,7 +116,10 @@ class Segmenter:
         batch = self.options.batch_size or (4 if self.card.spatial_dims == 3 else 16)
         while True:
             try:
-                return self._infer(grid, batch, tracker)
+                labels = self._infer(grid, batch, tracker)
+                if self._graph_notice:
+                    report.notices.append(self._graph_notice)
+                return labels
             except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as error:
                 if not is_out_of_memory(error):
                     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -133,7 +139,8 @@ class Segmenter:
                                       "or a machine with more memory") from None
 
     def _infer(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
-        autocast = torch.autocast("cuda", dtype=torch.float16,
+        # The autocast weight cache cannot live across a CUDA graph capture (PyTorch's CUDA graphs notes).
+        autocast = torch.autocast("cuda", dtype=torch.float16, cache_enabled=not self._graphs_wanted(),
                                   enabled=self.device.type == "cuda" and self.options.mixed_precision)
         with torch.inference_mode(), autocast:
             if self.card.spatial_dims == 3:
@@ -155,9 +162,11 @@ class Segmenter:
             overlap = self.options.tile_overlap()
             tracker.expect(count_batches(spatial, roi, overlap, batch))
 
+            forward = GraphedForward(self.model.network) if self._graphs_wanted() else self.model.network
+
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
                 tracker.check_cancel()
-                return self.model.network(tiles)
+                return forward(tiles)
 
             # Class scores blend in float16 on a GPU run in mixed precision (its logits are float16 already).
             half = self.device.type == "cuda" and self.options.mixed_precision
@@ -166,6 +175,8 @@ class Segmenter:
             # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
             logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
                                     output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
+            if isinstance(forward, GraphedForward) and forward.disabled_because:
+                self._graph_notice = f"CUDA graph not used: {forward.disabled_because}"
         return logits[0].argmax(0).to(torch.int32).cpu().numpy().astype(self._label_dtype())
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
@@ -187,6 +198,10 @@ class Segmenter:
             tracker.advance()
         result = labels.cpu().numpy().astype(self._label_dtype(), copy=False)
         return np.moveaxis(result, 0, 2 - self.card.slice_axis)
+
+    def _graphs_wanted(self) -> bool:
+        return self.options.cuda_graphs and self.device.type == "cuda" and self.card.spatial_dims == 3 \
+            and self.card.patch_size is not None
 
     def _size_divisor(self) -> int:
         """The card's divisor, or the network's own if it needs a coarser one (e.g. five halvings: 32)."""

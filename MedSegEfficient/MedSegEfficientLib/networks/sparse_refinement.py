@@ -9,6 +9,8 @@ dense result exactly (zeros outside the volume included) while unrefined cells c
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,7 +44,7 @@ class RefinementHead(nn.Module):
         x = self.upsample(x)[:, :, 1:-1, 1:-1, 1:-1]  # (n, w, 18, 18, 18): the cell plus one full voxel around it
         # The dense path pads the full-resolution convolution with zeros outside the volume: do the same here.
         full_origins = cells * CELL - 1
-        x = x * inside_mask(full_origins, CELL + 2, torch.tensor(image.shape[2:], device=cells.device))
+        x = x * inside_mask(full_origins, CELL + 2, tuple(image.shape[2:]))
         image_crop = gather_windows(image, batch, full_origins, CELL + 2)
         x = F.leaky_relu(self.full_conv(torch.cat([x, image_crop], 1)), 0.01)
         return self.head(x)
@@ -58,7 +60,7 @@ def gather_windows(volume: torch.Tensor, batch: torch.Tensor, origins: torch.Ten
     return windows.permute(0, 4, 1, 2, 3)
 
 
-def inside_mask(origins: torch.Tensor, size: int, volume_size: torch.Tensor) -> torch.Tensor:
+def inside_mask(origins: torch.Tensor, size: int, volume_size: tuple[int, int, int]) -> torch.Tensor:
     """1 where a window voxel lies inside the volume, else 0: (n, 1, s, s, s)."""
     steps = torch.arange(size, device=origins.device)
     inside = [((origins[:, axis, None] + steps) >= 0) & ((origins[:, axis, None] + steps) < volume_size[axis])
@@ -75,3 +77,17 @@ def add_to_cells(logits: torch.Tensor, batch: torch.Tensor, cells: torch.Tensor,
     z, y, x = cells.unbind(1)
     grid[batch, :, z, :, y, :, x, :] += corrections  # advanced indices first: (n, K, 16, 16, 16)
     return grid.view(b, k, d, h, w)
+
+
+def add_to_cells_repeating(logits: torch.Tensor, batch: torch.Tensor, cells: torch.Tensor,
+                           corrections: torch.Tensor) -> torch.Tensor:
+    """``add_to_cells`` for cells that may repeat (their corrections add up), through a cell-major copy of the
+    logits: callers can pad to a fixed count with zero corrections and never ask the host how many are real."""
+    b, k, d, h, w = logits.shape
+    grid_size = (d // CELL, h // CELL, w // CELL)
+    grid = logits.view(b, k, grid_size[0], CELL, grid_size[1], CELL, grid_size[2], CELL)
+    cell_major = grid.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b * math.prod(grid_size), -1)
+    flat = ((batch * grid_size[0] + cells[:, 0]) * grid_size[1] + cells[:, 1]) * grid_size[2] + cells[:, 2]
+    cell_major.index_add_(0, flat, corrections.reshape(corrections.shape[0], -1).to(logits.dtype))
+    grid.copy_(cell_major.view(b, *grid_size, k, CELL, CELL, CELL).permute(0, 4, 1, 5, 2, 6, 3, 7))
+    return logits

@@ -22,7 +22,7 @@ from torch import nn
 
 from .blocks import ConvNormAct, ResidualStage
 from .registry import NetworkSpec, register_network
-from .sparse_refinement import CELL, RefinementHead, add_to_cells
+from .sparse_refinement import CELL, RefinementHead, add_to_cells, add_to_cells_repeating
 from .vector_quantizer import VectorQuantizer
 
 LEVEL_STRIDES = (2, 4, 8, 16)
@@ -66,6 +66,7 @@ class TokenSeg(nn.Module):
         self.coarse_head = nn.Conv3d(widths[1], out_channels, 1)
         self.refine = RefinementHead(2 * widths[0], in_channels, out_channels, *refine_widths)
         self._last: dict[str, object] = {}
+        self.fixed_count_refinement = False  # always take the CUDA-graph path (tests compare the two)
 
     # --- the three stages -------------------------------------------------------------------------------------
     def forward(self, image: torch.Tensor):
@@ -140,6 +141,10 @@ class TokenSeg(nn.Module):
         upsampled = F.interpolate(coarse, size=image.shape[2:], mode="trilinear", align_corners=False)
         if self.keep is None:
             return upsampled + self.refine.dense(half_input, image), coarse
+        if selected.shape[1] == 0:
+            return upsampled, coarse
+        if self.fixed_count_refinement or (image.is_cuda and torch.cuda.is_current_stream_capturing()):
+            return self._refine_fixed_count(upsampled, half_input, image, finest_grid, selected), coarse
         in_finest = selected < math.prod(finest_grid)
         batch = in_finest.nonzero()[:, 0]
         if batch.numel() == 0:
@@ -153,6 +158,17 @@ class TokenSeg(nn.Module):
         padded_cells = torch.cat([cells, cells[:1].expand(fixed - count, -1)])
         corrections = self.refine.cells(half_input, image, padded_batch, padded_cells)[:count]
         return add_to_cells(upsampled, batch, cells, corrections.to(upsampled.dtype)), coarse
+
+    def _refine_fixed_count(self, upsampled, half_input, image, finest_grid, selected) -> torch.Tensor:
+        """The same result without asking the host anything (for CUDA graphs): a crop for every kept token,
+        zero corrections for tokens of coarser levels on a stand-in cell."""
+        finest = math.prod(finest_grid)
+        in_finest = (selected < finest).flatten()
+        batch = torch.arange(selected.shape[0], device=selected.device).repeat_interleave(selected.shape[1])
+        cells = torch.stack(torch.unravel_index(selected.flatten().clamp(max=finest - 1), finest_grid), 1)
+        corrections = self.refine.cells(half_input, image, batch, cells)
+        corrections = corrections * in_finest.view(-1, 1, 1, 1, 1).to(corrections.dtype)
+        return add_to_cells_repeating(upsampled, batch, cells, corrections)
 
     # --- training hooks (train.py) ----------------------------------------------------------------------------
     def extra_loss(self, labels: torch.Tensor) -> torch.Tensor:
