@@ -149,7 +149,7 @@ class TokenSeg(nn.Module):
         batch = in_finest.nonzero()[:, 0]
         if batch.numel() == 0:
             return upsampled, coarse
-        cells = torch.stack(torch.unravel_index(selected[in_finest], finest_grid), 1)
+        cells = _cell_coordinates(selected[in_finest], finest_grid)
         # A fixed crop count per batch shape (the most that can be selected), so that cuDNN's tuned kernels are
         # reused from batch to batch instead of being tuned again for every new count; the padding is dropped.
         count = batch.numel()
@@ -165,7 +165,7 @@ class TokenSeg(nn.Module):
         finest = math.prod(finest_grid)
         in_finest = (selected < finest).flatten()
         batch = torch.arange(selected.shape[0], device=selected.device).repeat_interleave(selected.shape[1])
-        cells = torch.stack(torch.unravel_index(selected.flatten().clamp(max=finest - 1), finest_grid), 1)
+        cells = _cell_coordinates(selected.flatten().clamp(max=finest - 1), finest_grid)
         corrections = self.refine.cells(half_input, image, batch, cells)
         corrections = corrections * in_finest.view(-1, 1, 1, 1, 1).to(corrections.dtype)
         return add_to_cells_repeating(upsampled, batch, cells, corrections)
@@ -193,6 +193,11 @@ class TokenSeg(nn.Module):
 
     def training_report(self) -> str:
         return self.quantizer.usage_report()
+
+
+def _cell_coordinates(flat: torch.Tensor, grid) -> torch.Tensor:
+    """(n,) flat cell indices -> (n, 3) grid coordinates, on the device (torch.unravel_index copies from the host)."""
+    return torch.stack([flat // (grid[1] * grid[2]), (flat // grid[2]) % grid[1], flat % grid[2]], 1)
 
 
 def _pool_cells(volume: torch.Tensor, cell: int, pool) -> torch.Tensor:
