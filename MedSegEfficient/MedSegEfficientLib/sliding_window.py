@@ -75,7 +75,7 @@ def sliding_window(image: torch.Tensor, roi: Sequence[int], batch_size: int, pre
             output = torch.zeros((1, scores.shape[1], *padded_spatial), device=output_device, dtype=dtype)
         for index, origin in enumerate(group):
             window = _window(origin, roi)
-            output[(0, slice(None), *window)] += scores[index] * weights
+            output[(0, slice(None), *window)].addcmul_(scores[index], weights)  # fused: no temporary
             weight_sum[window] += weights
         if on_batch is not None:
             on_batch()
