@@ -26,7 +26,7 @@ def test_cpu_tensors_run_eagerly_and_nothing_is_captured():
 
 def test_the_engine_wants_graphs_only_for_3d_tiles_on_cuda():
     card = threshold_card(3)
-    segmenter = Segmenter(LoadedModel(card, build_from_card(card)), SegmentOptions(device="cpu"))
+    segmenter = Segmenter(LoadedModel(card, build_from_card(card)), SegmentOptions(device="cpu", cuda_graphs=True))
     assert not segmenter._graphs_wanted()
     image, _ = make_phantom(shape=(20, 24, 24))
     assert segmenter.segment(image).report.notices == []

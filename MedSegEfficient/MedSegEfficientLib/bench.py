@@ -43,7 +43,7 @@ def add_bench_parser(commands) -> None:
     bench.add_argument("--classes", type=int, default=14, help="output channels for bare networks")
     bench.add_argument("--repeat", type=int, default=2)
     bench.add_argument("--fast", action="store_true")
-    bench.add_argument("--no-cuda-graphs", action="store_true", help="run every tile eagerly (3D on CUDA)")
+    bench.add_argument("--cuda-graphs", action="store_true", help="replay 3D tiles as CUDA graphs where possible")
     bench.add_argument("--threads", type=int, help="CPU threads for torch")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(handler=run_bench)
@@ -83,7 +83,7 @@ def bench_one(entry: str, volume: Volume, device: torch.device, args: argparse.N
     dims = model.card.spatial_dims
     batch = args.batch_size or (4 if dims == 3 else 32)
     segmenter = Segmenter(model, SegmentOptions(device=device.type, fast=args.fast, batch_size=batch,
-                                                cuda_graphs=not args.no_cuda_graphs))
+                                                cuda_graphs=args.cuda_graphs))
     segmenter.segment(volume)  # warm-up: kernels, allocator, lazy imports
     runs = []
     for _ in range(max(1, args.repeat)):

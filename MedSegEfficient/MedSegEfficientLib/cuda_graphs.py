@@ -43,21 +43,24 @@ class GraphedForward:
             for _ in range(2):
                 eager = self.forward(tiles)
         torch.cuda.current_stream().wait_stream(side)
+        reference = eager[:, :, ::4, ::4, ::4].clone()  # every 64th voxel, all channels: enough to compare
+        del eager  # the GPU holds the graph's own memory next
         try:
             self.static_input = tiles.clone()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self.static_output = self.forward(self.static_input)
             graph.replay()
-            difference = float((self.static_output.float() - eager.float()).abs().max())
-            scale = float(eager.float().abs().max()) + 1e-6
+            replayed = self.static_output[:, :, ::4, ::4, ::4].float()
+            difference = float((replayed - reference.float()).abs().max())
+            scale = float(reference.float().abs().max()) + 1e-6
             if not difference <= self.tolerance * scale:
                 raise RuntimeError(f"the replay differs from the eager pass by {difference:.3g}")
         except Exception as error:  # noqa: BLE001 - any capture problem means: stay eager
             self.disabled_because = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             self.static_input = self.static_output = None
             torch.cuda.synchronize()
-            return eager
+            return self.forward(tiles)
         self.graph, self.shape = graph, tuple(tiles.shape)
         return self.static_output
 

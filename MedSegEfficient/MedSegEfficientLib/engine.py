@@ -41,7 +41,9 @@ class SegmentOptions:
     batch_size: int | None = None  # tiles (3D) or slices (2D) per forward pass
     overlap: float | None = None
     mixed_precision: bool = True  # float16 autocast on CUDA
-    cuda_graphs: bool = True  # 3D tiles on CUDA: replay the forward pass as a CUDA graph where it can be captured
+    # 3D tiles on CUDA: replay the forward pass as a CUDA graph where it can be captured. Off by default: it
+    # saved 40 % for the small demo U-Net but little for TokenSeg, for 0.4 GiB more (docs/benchmarks.md).
+    cuda_graphs: bool = False
 
     def tile_overlap(self) -> float:
         if self.overlap is not None:
@@ -177,7 +179,17 @@ class Segmenter:
                                     output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
             if isinstance(forward, GraphedForward) and forward.disabled_because:
                 self._graph_notice = f"CUDA graph not used: {forward.disabled_because}"
-        return logits[0].argmax(0).to(torch.int32).cpu().numpy().astype(self._label_dtype())
+            del forward, predictor  # a captured graph's memory goes back before the labels are made
+        del image
+        return self._argmax_labels(logits[0])
+
+    def _argmax_labels(self, scores: torch.Tensor) -> np.ndarray:
+        """Labels from (K, k, j, i) class scores, slab by slab: argmax's int64 result never covers the volume."""
+        dtype = torch.uint8 if self._label_dtype() == np.uint8 else torch.int32
+        labels = torch.empty(scores.shape[1:], dtype=dtype, device=scores.device)
+        for start in range(0, scores.shape[1], 16):
+            labels[start:start + 16] = scores[:, start:start + 16].argmax(0).to(dtype)
+        return labels.cpu().numpy().astype(self._label_dtype(), copy=False)
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
         # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a. One host copy puts

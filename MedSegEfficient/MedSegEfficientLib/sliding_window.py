@@ -66,7 +66,7 @@ def sliding_window(image: torch.Tensor, roi: Sequence[int], batch_size: int, pre
     origins = tile_origins(padded_spatial, roi, overlap)
     weights = gaussian_weights(roi, output_device).to(dtype)
     output: torch.Tensor | None = None
-    weight_sum = torch.zeros(padded_spatial, device=output_device)
+    weight_sum = torch.zeros(padded_spatial, device=output_device, dtype=dtype)
     for first in range(0, len(origins), batch_size):
         group = origins[first:first + batch_size]
         tiles = torch.cat([padded[(slice(None), slice(None), *_window(o, roi))] for o in group])
