@@ -116,6 +116,7 @@ class Segmenter:
 
     def _infer_with_fallback(self, grid: ModelGrid, tracker: "_Tracker", report: RunReport) -> np.ndarray:
         batch = self.options.batch_size or (4 if self.card.spatial_dims == 3 else 16)
+        self._graph_notice = ""  # this run's, not an earlier one's
         while True:
             try:
                 labels = self._infer(grid, batch, tracker)
