@@ -1,7 +1,8 @@
-"""CUDA graphs in the engine: the labels with and without them, side by side, for registered 3D networks with
-random weights on a synthetic CT (and whether each network could be captured at all).
+"""CUDA graphs in the engine: the labels with and without them, side by side, for registered networks (3D tiles
+or 2D slice batches) with random weights on a synthetic CT (and whether each network could be captured at all).
 
   python benchmarks/cuda_graph_check.py --networks tokenseg:tokenseg100,nnunet_plain:3d_fullres --json OUT.json
+  python benchmarks/cuda_graph_check.py --networks mlla_unet:t,hrmedseg --input 1x1x512x512x64 --batch 8
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ def main() -> None:
     parser.add_argument("--input", default="1x1x256x256x128")
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--classes", type=int, default=14)
+    parser.add_argument("--batch", type=int, default=4, help="tiles (3D) or slices (2D) per pass")
     parser.add_argument("--json")
     args = parser.parse_args()
-    args.image, args.batch_size = None, None
+    args.image, args.batch_size = None, args.batch
     volume = synthetic_volume(parse_shape(args.input))
     rows = []
     for entry in args.networks.split(","):
@@ -35,7 +37,7 @@ def main() -> None:
         row = {"entry": entry}
         labels = {}
         for graphs in (False, True, True):  # the second graphed run is timed warm
-            segmenter = Segmenter(model, SegmentOptions(device="cuda", batch_size=4, cuda_graphs=graphs))
+            segmenter = Segmenter(model, SegmentOptions(device="cuda", batch_size=args.batch, cuda_graphs=graphs))
             torch.cuda.synchronize()
             start = time.perf_counter()
             result = segmenter.segment(volume)

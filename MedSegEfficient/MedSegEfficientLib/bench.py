@@ -43,7 +43,8 @@ def add_bench_parser(commands) -> None:
     bench.add_argument("--classes", type=int, default=14, help="output channels for bare networks")
     bench.add_argument("--repeat", type=int, default=2)
     bench.add_argument("--fast", action="store_true")
-    bench.add_argument("--cuda-graphs", action="store_true", help="replay 3D tiles as CUDA graphs where possible")
+    bench.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                       help="replay tiles or slice batches as CUDA graphs where possible (default: for 2D slices only)")
     bench.add_argument("--threads", type=int, help="CPU threads for torch")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(handler=run_bench)

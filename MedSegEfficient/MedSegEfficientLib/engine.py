@@ -23,6 +23,7 @@ from .devices import describe_device, empty_cache, is_out_of_memory, select_devi
 from .errors import Cancelled, MedSegError
 from .preprocessing import ModelGrid, check_input, resample_labels, to_model_grid
 from .resources import peak_ram_bytes
+from .slice_batches import slice_batches
 from .sliding_window import count_batches, sliding_window
 from .volume import Volume
 
@@ -32,6 +33,7 @@ CancelCheck = Callable[[], bool]
 # Share of the progress bar given to each stage; the network gets the most, reported per tile or slice.
 _STAGE_SPAN = {"preprocessing": (0.0, 0.1), "network": (0.1, 0.9), "postprocessing": (0.9, 1.0)}
 _GPU_OUTPUT_SHARE = 0.5  # blended outputs larger than this share of free GPU memory accumulate on the host
+_GRAPH_MIN_BATCHES = 4  # fewer 2D batches do not repay the two eager passes and the capture
 
 
 @dataclass
@@ -41,9 +43,10 @@ class SegmentOptions:
     batch_size: int | None = None  # tiles (3D) or slices (2D) per forward pass
     overlap: float | None = None
     mixed_precision: bool = True  # float16 autocast on CUDA
-    # 3D tiles on CUDA: replay the forward pass as a CUDA graph where it can be captured. Off by default: it
-    # saved 40 % for the small demo U-Net but little for TokenSeg, for 0.4 GiB more (docs/benchmarks.md).
-    cuda_graphs: bool = False
+    # Replay the forward pass as a CUDA graph on CUDA where it can be captured. None (default): for 2D slice
+    # batches of volumes with at least _GRAPH_MIN_BATCHES batches (token networks are launch-bound: MLLA-UNet and
+    # HRMedSeg ran 1.3-2.4x faster), not for 3D tiles (TokenSeg: 7 % faster for 0.4 GiB more). docs/benchmarks.md.
+    cuda_graphs: bool | None = None
 
     def tile_overlap(self) -> float:
         if self.overlap is not None:
@@ -143,7 +146,7 @@ class Segmenter:
 
     def _infer(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
         # The autocast weight cache cannot live across a CUDA graph capture (PyTorch's CUDA graphs notes).
-        autocast = torch.autocast("cuda", dtype=torch.float16, cache_enabled=not self._graphs_wanted(),
+        autocast = torch.autocast("cuda", dtype=torch.float16, cache_enabled=not self._graphs_wanted(grid, batch),
                                   enabled=self.device.type == "cuda" and self.options.mixed_precision)
         with torch.inference_mode(), autocast:
             if self.card.spatial_dims == 3:
@@ -165,7 +168,7 @@ class Segmenter:
             overlap = self.options.tile_overlap()
             tracker.expect(count_batches(spatial, roi, overlap, batch))
 
-            forward = GraphedForward(self.model.network) if self._graphs_wanted() else self.model.network
+            forward = GraphedForward(self.model.network) if self._graphs_wanted(grid, batch) else self.model.network
 
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
                 tracker.check_cancel()
@@ -178,8 +181,7 @@ class Segmenter:
             # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
             logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
                                     output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
-            if isinstance(forward, GraphedForward) and forward.disabled_because:
-                self._graph_notice = f"CUDA graph not used: {forward.disabled_because}"
+            self._note_graph(forward)
             del forward, predictor  # a captured graph's memory goes back before the labels are made
         del image
         return self._argmax_labels(logits[0])
@@ -193,47 +195,56 @@ class Segmenter:
         return labels.cpu().numpy().astype(self._label_dtype(), copy=False)
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
-        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a. One host copy puts
-        # the slices first, (S, C, H, W); on a GPU with room the whole stack moves over once and the labels
-        # stay there until the end, so no batch waits on host copies or synchronisation.
-        stack = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid.array, 3 - self.card.slice_axis, 0)))
-        if self.device.type != "cpu" and _fits_on_device(self.device, stack.numel() * stack.element_size()):
-            stack = stack.to(self.device)
-        count = stack.shape[0]
+        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a. Labels stay on the
+        # network's device until the end, so no batch waits on a copy back to the host.
+        axis = 3 - self.card.slice_axis
+        count = grid.array.shape[axis]
         small_labels = self._label_dtype() == np.uint8
-        labels = torch.empty((count, *stack.shape[2:]), dtype=torch.uint8 if small_labels else torch.int32,
-                             device=stack.device)
+        labels = torch.empty((count, *(n for a, n in enumerate(grid.array.shape[1:], 1) if a != axis)),
+                             dtype=torch.uint8 if small_labels else torch.int32, device=self.device)
         tracker.expect(math.ceil(count / batch))
-        for start in range(0, count, batch):
+        half = self.device.type == "cuda" and self.options.mixed_precision
+        forward = GraphedForward(self.model.network) if self._graphs_wanted(grid, batch) else self.model.network
+        for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
             tracker.check_cancel()
-            logits = self._forward_2d(stack[start:start + batch].to(self.device, non_blocking=True))
-            labels[start:start + batch] = logits.argmax(1).to(labels.dtype).to(labels.device)
+            logits = self._forward_2d(slices, forward)
+            labels[start:start + batch] = logits.argmax(1).to(labels.dtype)  # read before the next replay
             tracker.advance()
+        self._note_graph(forward)
+        del forward  # a captured graph's memory goes back
         result = labels.cpu().numpy().astype(self._label_dtype(), copy=False)
         return np.moveaxis(result, 0, 2 - self.card.slice_axis)
 
-    def _graphs_wanted(self) -> bool:
-        return self.options.cuda_graphs and self.device.type == "cuda" and self.card.spatial_dims == 3 \
-            and self.card.patch_size is not None
+    def _graphs_wanted(self, grid: ModelGrid, batch: int) -> bool:
+        if self.device.type != "cuda" or self.options.cuda_graphs is False:
+            return False
+        if self.card.spatial_dims == 3:
+            return bool(self.options.cuda_graphs) and self.card.patch_size is not None
+        slices = grid.array.shape[3 - self.card.slice_axis]
+        return bool(self.options.cuda_graphs) or slices >= _GRAPH_MIN_BATCHES * batch
+
+    def _note_graph(self, forward) -> None:
+        if isinstance(forward, GraphedForward) and forward.disabled_because:
+            self._graph_notice = f"CUDA graph not used: {forward.disabled_because}"
 
     def _size_divisor(self) -> int:
         """The card's divisor, or the network's own if it needs a coarser one (e.g. five halvings: 32)."""
         return max(self.card.size_divisor, int(getattr(self.model.network, "size_divisor", 1)))
 
-    def _forward_2d(self, images: torch.Tensor) -> torch.Tensor:
+    def _forward_2d(self, images: torch.Tensor, network: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if self.card.patch_size is None:
-            return _forward_padded(self.model.network, images, self._size_divisor())
+            return _forward_padded(network, images, self._size_divisor())
         if self.card.slice_fit == "tile":  # tiles of the trained size at the native grid, as nnU-Net 2d runs
-            return torch.cat([sliding_window(image[None], self.card.patch_size, images.shape[0], self.model.network,
+            return torch.cat([sliding_window(image[None], self.card.patch_size, images.shape[0], network,
                                              overlap=self.options.tile_overlap(), pad_value=float(image.min()))
                               for image in images])
         size = tuple(images.shape[2:])
         resized = F.interpolate(images, size=tuple(self.card.patch_size), mode="bilinear", align_corners=False)
-        logits = self.model.network(resized)
+        logits = network(resized)
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
 
 
-def _forward_padded(network: torch.nn.Module, images: torch.Tensor, divisor: int) -> torch.Tensor:
+def _forward_padded(network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, divisor: int) -> torch.Tensor:
     spatial = images.shape[2:]
     pads: list[int] = []
     for size in reversed(spatial):  # F.pad wants the last axis first
@@ -241,11 +252,6 @@ def _forward_padded(network: torch.nn.Module, images: torch.Tensor, divisor: int
     padded = F.pad(images, pads, mode="replicate") if any(pads) else images
     logits = network(padded)
     return logits[(Ellipsis, *(slice(0, size) for size in spatial))]
-
-
-def _fits_on_device(device: torch.device, nbytes: int) -> bool:
-    free, _ = torch.cuda.mem_get_info(device) if device.type == "cuda" else (0, 0)
-    return nbytes < _GPU_OUTPUT_SHARE * free
 
 
 def _blending_device(device: torch.device, output_bytes: int) -> torch.device:

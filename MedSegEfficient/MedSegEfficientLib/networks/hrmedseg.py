@@ -12,6 +12,7 @@ size. Every attention is linear in the number of pixels: the tokens are few and 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -19,19 +20,19 @@ from torch import nn
 
 from .linear_attention import LinearAttention
 from .registry import NetworkSpec, register_network
+from .token_layout import LayerNorm, grid, tokens
 
 MULTISCALE_POOLS = (3, 5, 7)
 
 
-class LayerNorm2d(nn.Module):
-    """Layer norm over the channels of a (B, C, H, W) map."""
+class LayerNorm2d(LayerNorm):
+    """Layer norm over the channels of a (B, C, H, W) map (a view for channels-last maps)."""
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight, self.bias, self.eps = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels)), eps
+        super().__init__(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class ConvBN(nn.Module):
@@ -63,11 +64,11 @@ class GatedAttentionBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.act_proj = nn.Linear(dim, dim)
         self.attn = LinearAttention(dim, heads, value_bottleneck=dim // 4)
         self.out_proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = nn.Sequential()
         self.mlp.fc1, self.mlp.act, self.mlp.fc2 = nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim)
 
@@ -119,12 +120,31 @@ class TokenAttention(nn.Module):
 
 
 def multiscale_keys(keys: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """keys + sum over pools s of (AvgPool_s(keys) - keys) on the grid: each key also sees its neighbourhoods."""
-    grid = keys.transpose(1, 2).reshape(keys.shape[0], keys.shape[2], height, width)
-    mixed = grid.clone()
-    for size in MULTISCALE_POOLS:
-        mixed = mixed + F.avg_pool2d(grid, size, stride=1, padding=size // 2, count_include_pad=False) - grid
-    return mixed.flatten(2).transpose(1, 2)
+    """keys + sum over pools s of (AvgPool_s(keys) - keys) on the grid: each key also sees its neighbourhoods.
+    Each pool is a depthwise box-sum convolution on the channels-last view of the tokens, divided by the number
+    of positions inside the image: the same as ``avg_pool2d(count_include_pad=False)``, at a fraction of its
+    time on the GPU (its channels-last kernel took 20 % of HRMedSeg's time on the H100)."""
+    keys_map = grid(keys, height, width)
+    pooled = sum(_box_mean(keys_map, size) for size in MULTISCALE_POOLS)
+    return tokens(pooled - (len(MULTISCALE_POOLS) - 1) * keys_map)
+
+
+def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over the size x size box around each position, positions outside the map not counted."""
+    channels, height, width = x.shape[1:]
+    ones = x.new_ones(channels, 1, size, size)
+    sums = F.conv2d(x, ones, padding=size // 2, groups=channels)
+    return sums * _inverse_counts(height, width, size, x.device, sums.dtype)
+
+
+@lru_cache(maxsize=32)
+def _inverse_counts(height: int, width: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(H, W): 1 / the number of positions of the size x size box around each position that lie in the map."""
+    with torch.inference_mode(False), torch.no_grad():
+        def inside(length: int) -> torch.Tensor:
+            position = torch.arange(length, device=device)
+            return ((position + size // 2).clamp(max=length - 1) - (position - size // 2).clamp(min=0) + 1).double()
+        return (1.0 / (inside(height)[:, None] * inside(width)[None, :])).to(dtype)
 
 
 class TwoWayBlock(nn.Module):
@@ -135,7 +155,7 @@ class TwoWayBlock(nn.Module):
         self.cross_attn_token_to_image = TokenAttention(dim, heads, 2)
         self.cross_attn_image_to_token = TokenAttention(dim, heads, 2)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.ReLU(), nn.Linear(mlp_dim, dim))
-        self.norm1, self.norm2, self.norm3, self.norm4 = (nn.LayerNorm(dim) for _ in range(4))
+        self.norm1, self.norm2, self.norm3, self.norm4 = (LayerNorm(dim) for _ in range(4))
 
     def forward(self, queries, keys, query_pe, key_pe, height: int, width: int):
         if self.first:
@@ -160,7 +180,7 @@ class ECMDecoder(nn.Module):
         self.register_buffer("fourier_matrix", torch.randn(2, dim // 2), persistent=True)
         self.layers = nn.ModuleList(TwoWayBlock(dim, heads, mlp_dim, first=i == 0) for i in range(depth))
         self.final_attn_token_to_image = TokenAttention(dim, heads, 2)
-        self.norm_final_attn = nn.LayerNorm(dim)
+        self.norm_final_attn = LayerNorm(dim)
         self.output_upscaling = nn.Sequential(nn.ConvTranspose2d(dim, dim // 4, 2, stride=2), LayerNorm2d(dim // 4),
                                               nn.GELU(), nn.ConvTranspose2d(dim // 4, dim // 8, 2, stride=2), nn.GELU())
         self.hypernetworks = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
@@ -176,7 +196,7 @@ class ECMDecoder(nn.Module):
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         batch, dim, height, width = embedding.shape
-        keys = (embedding + self.no_mask_embed[:, None, None]).flatten(2).transpose(1, 2)
+        keys = tokens(embedding + self.no_mask_embed[:, None, None])
         key_pe = self.positional_encoding(height, width).to(keys.dtype)[None]
         query_pe = self.output_tokens[None].repeat(batch, 1, 1).to(keys.dtype)  # a copy, not a view of the parameter
         queries = query_pe
@@ -184,9 +204,10 @@ class ECMDecoder(nn.Module):
             queries, keys = layer(queries, keys, query_pe, key_pe, height, width)
         image_keys = multiscale_keys(keys, height, width) + key_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(queries + query_pe, image_keys, keys))
-        upscaled = self.output_upscaling(keys.transpose(1, 2).reshape(batch, dim, height, width))
+        upscaled = self.output_upscaling(grid(keys, height, width))  # channels-last, (B, C', 4H, 4W)
         weights = torch.stack([mlp(queries[:, 1 + m]) for m, mlp in enumerate(self.hypernetworks)], dim=1)
-        return torch.einsum("bmc,bchw->bmhw", weights, upscaled)
+        masks = torch.bmm(weights.to(upscaled.dtype), tokens(upscaled).transpose(1, 2))  # (B, masks, 16 H W)
+        return masks.unflatten(-1, upscaled.shape[2:])
 
 
 class HRMedSeg(nn.Module):

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .token_layout import depthwise_tokens, triton_inference
+
 NORMALISER_EPSILON = 1e-6
 
 
@@ -34,20 +36,43 @@ def _rope_angles(height: int, width: int, channels: int, base: float, device: to
 def rope_rotations(height: int, width: int, channels: int, base: float = 10000.0,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """(height, width, channels / 2, 2) cosines and sines: the layout of the authors' stored ``rotations``."""
-    angles = _rope_angles(height, width, channels, base, torch.device(device))
-    return torch.stack([angles.cos(), angles.sin()], dim=-1).float()
+    with torch.inference_mode(False), torch.no_grad():
+        angles = _rope_angles(height, width, channels, base, torch.device(device))
+        return torch.stack([angles.cos(), angles.sin()], dim=-1).float()
+
+
+@lru_cache(maxsize=64)
+def _rope_tables(height: int, width: int, channels: int, base: float, device: torch.device,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) factors of the rotation in ``dtype``: each pair's cosine twice, and (-sine, +sine)."""
+    # Normal (not inference) tensors, so that a table made during inference also serves a later training step.
+    with torch.inference_mode(False), torch.no_grad():
+        angles = _rope_angles(height, width, channels, base, device).reshape(height * width, channels // 2)
+        cos = angles.cos().repeat_interleave(2, dim=-1)
+        sin = angles.sin()
+        signed_sin = torch.stack([-sin, sin], dim=-1).flatten(-2)
+        return cos.to(dtype), signed_sin.to(dtype)
 
 
 def apply_rope(x: torch.Tensor, height: int, width: int, base: float = 10000.0) -> torch.Tensor:
-    """Rotate channel pairs of (B, H*W, C) tokens by their grid position; computed in float32."""
-    batch, tokens, channels = x.shape
+    """Rotate channel pairs of (B, H*W, C) or (B, H*W, G, C) tokens by their grid position, in x's precision:
+    (r, i) -> (r cos - i sin, r sin + i cos), written as x * cos + swap(x) * (-sin, sin)."""
+    channels = x.shape[-1]
     if channels % 4:
         raise ValueError(f"2D RoPE needs channels divisible by 4, not {channels}")
-    angles = _rope_angles(height, width, channels, base, x.device).reshape(tokens, channels // 2).float()
-    cos, sin = angles.cos(), angles.sin()
-    pairs = x.float().reshape(batch, tokens, channels // 2, 2)
-    real, imag = pairs[..., 0], pairs[..., 1]
-    return torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1).reshape(batch, tokens, channels)
+    cos, signed_sin = _rope_tables(height, width, channels, base, x.device, x.dtype)
+    if x.ndim == 4:  # a group axis between tokens and channels
+        cos, signed_sin = cos[:, None], signed_sin[:, None]
+    swapped = x.unflatten(-1, (channels // 2, 2)).flip(-1).flatten(-2)
+    return torch.addcmul(x * cos, swapped, signed_sin)
+
+
+@lru_cache(maxsize=32)
+def _head_mask(channels: int, heads: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(C, C) block-diagonal ones: channel pairs of the same head."""
+    with torch.inference_mode(False), torch.no_grad():
+        head = torch.arange(channels, device=device) // (channels // heads)
+        return (head[:, None] == head[None, :]).to(dtype)
 
 
 class LinearAttention(nn.Module):
@@ -67,35 +92,49 @@ class LinearAttention(nn.Module):
             self.down_proj = nn.Linear(dim, value_bottleneck)
             self.up_proj = nn.Linear(value_bottleneck, dim)
 
+    def features(self, x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
+        """phi(q), phi(k), RoPE(phi q), RoPE(phi k) and v, each (B, N, C) in the token layout (views)."""
+        channels = x.shape[-1]
+        qk = self.qk(x)  # (B, N, 2C): q then k
+        if triton_inference(qk, self.qk.weight) and channels % 4 == 0:
+            from .rope_triton import phi_and_rope
+
+            phi, rotated = phi_and_rope(qk, *_rope_tables(height, width, channels, 10000.0, qk.device, torch.float32))
+            rotated = rotated.unflatten(-1, (2, channels))
+        else:
+            phi = F.elu(qk) + 1.0
+            rotated = apply_rope(phi.unflatten(-1, (2, channels)), height, width)  # both at once
+        v = self.up_proj(F.silu(self.down_proj(x))) if self.value_bottleneck else x
+        return phi[..., :channels], phi[..., channels:], rotated[:, :, 0], rotated[:, :, 1], v
+
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if self.form == "quadratic":
             return quadratic_reference(self, x, height, width)
-        batch, tokens, channels = x.shape
-        q, k = (F.elu(t) + 1.0 for t in self.qk(x).chunk(2, dim=-1))
-        v = self.up_proj(F.silu(self.down_proj(x))) if self.value_bottleneck else x
-        q_rot, k_rot = apply_rope(q, height, width), apply_rope(k, height, width)
-        q, k, v, q_rot, k_rot = (self._heads(t) for t in (q, k, v, q_rot, k_rot))
-        normaliser = 1.0 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORMALISER_EPSILON)
-        memory = (k_rot.transpose(-2, -1) / tokens ** 0.5) @ (v.to(k_rot.dtype) / tokens ** 0.5)  # (B, h, d, d)
-        out = (q_rot @ memory) * normaliser
-        out = out.transpose(1, 2).reshape(batch, tokens, channels).to(x.dtype)
-        grid = v.transpose(1, 2).reshape(batch, height, width, channels).permute(0, 3, 1, 2)
-        return out + self.lepe(grid.to(x.dtype)).flatten(2).transpose(1, 2)
+        batch, count, channels = x.shape
+        q, k, q_rot, k_rot, v = self.features(x, height, width)
+        v = v.to(k_rot.dtype)
+        # All heads in one (C x C) product masked to the heads' diagonal blocks: batched matrix products in the
+        # token layout need no (B, heads, N, d) copies, and the extra products are cheap beside the copies.
+        # The 1/N is applied inside the product (float32 accumulation), so float16 sums over N never overflow.
+        mask = _head_mask(channels, self.heads, x.device, k_rot.dtype)
+        memory = torch.baddbmm(k_rot.new_empty(1, 1, 1), k_rot.transpose(1, 2), v, beta=0.0,
+                               alpha=1.0 / count) * mask  # (B, C, C)
+        mean_key = k.mean(dim=1)  # (B, C)
+        normaliser = torch.bmm(q, mean_key[:, :, None] * mask)  # (B, N, C): q . mean(k) of the channel's head
+        out = torch.bmm(q_rot, memory) / (normaliser + NORMALISER_EPSILON)
+        return depthwise_tokens(self.lepe, v, height, width, residual=out.to(v.dtype)).to(x.dtype)
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, N, C) -> (B, heads, N, C / heads)
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
 
 def quadratic_reference(attention: LinearAttention, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The same maths with the N x N attention matrix written out: the parity reference for tests and the
-    "quadratic form" of the scaling benchmark."""
-    batch, tokens, channels = x.shape
-    q, k = (F.elu(t) + 1.0 for t in attention.qk(x).chunk(2, dim=-1))
-    v = attention.up_proj(F.silu(attention.down_proj(x))) if attention.value_bottleneck else x
-    q_rot, k_rot = apply_rope(q, height, width), apply_rope(k, height, width)
-    q, k, v, q_rot, k_rot = (attention._heads(t) for t in (q, k, v, q_rot, k_rot))
-    weights = (q_rot @ k_rot.transpose(-2, -1)) / tokens  # (B, h, N, N)
-    normaliser = (q * k.mean(dim=-2, keepdim=True)).sum(-1, keepdim=True) + NORMALISER_EPSILON
-    out = ((weights @ v) / normaliser).transpose(1, 2).reshape(batch, tokens, channels)
-    grid = v.transpose(1, 2).reshape(batch, height, width, channels).permute(0, 3, 1, 2)
-    return out + attention.lepe(grid).flatten(2).transpose(1, 2)
+    """The same maths with the N x N attention matrix of every head written out: the parity reference for tests
+    and the "quadratic form" of the scaling benchmark."""
+    batch, count, channels = x.shape
+    q, k, q_rot, k_rot, v = attention.features(x, height, width)
+    heads = attention._heads
+    weights = (heads(q_rot) @ heads(k_rot).transpose(-2, -1)) / count  # (B, h, N, N)
+    normaliser = (heads(q) * heads(k).mean(dim=-2, keepdim=True)).sum(-1, keepdim=True) + NORMALISER_EPSILON
+    out = ((weights @ heads(v).to(weights.dtype)) / normaliser).transpose(1, 2).reshape(batch, count, channels)
+    return depthwise_tokens(attention.lepe, v, height, width, residual=out.to(v.dtype)).to(x.dtype)

@@ -16,6 +16,11 @@ from torch import nn
 
 from .linear_attention import LinearAttention
 from .registry import NetworkSpec, register_network
+from .token_layout import LayerNorm, depthwise_tokens
+from .token_layout import grid as _grid
+from .token_layout import tokens as _tokens
+
+FINAL_HEAD_CHUNK = 8  # images per pass through the full-resolution head: bounds its largest buffers
 
 
 class DropPath(nn.Module):
@@ -46,14 +51,6 @@ class ConvNormAct(nn.Module):
         return self.act(x) if self.act is not None else x
 
 
-def _grid(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
-
-
-def _tokens(grid: torch.Tensor) -> torch.Tensor:
-    return grid.flatten(2).transpose(1, 2)
-
-
 class Stem(nn.Module):
     """/4: conv s2, a residual pair of convs, conv s2 to 4x the width, 1x1 down to the embedding."""
 
@@ -77,24 +74,24 @@ class MLLABlock(nn.Module):
                  value_bottleneck: int | None = None) -> None:
         super().__init__()
         self.cpe1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.in_proj, self.act_proj = nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.dwc = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.attn = LinearAttention(dim, heads, value_bottleneck=value_bottleneck)
         self.out_proj = nn.Linear(dim, dim)
         self.drop_path = DropPath(drop_path)
         self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = nn.Sequential()
         self.mlp.fc1, self.mlp.act, self.mlp.fc2 = nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim)
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        x = x + _tokens(self.cpe1(_grid(x, height, width)))
+        x = depthwise_tokens(self.cpe1, x, height, width, residual=x)
         normed = self.norm1(x)
         gate = F.silu(self.act_proj(normed))
-        y = F.silu(self.dwc(_grid(self.in_proj(normed), height, width)))
-        x = x + self.drop_path(self.out_proj(self.attn(_tokens(y), height, width) * gate))
-        x = x + _tokens(self.cpe2(_grid(x, height, width)))
+        y = depthwise_tokens(self.dwc, self.in_proj(normed), height, width, silu=True)
+        x = x + self.drop_path(self.out_proj(self.attn(y, height, width) * gate))
+        x = depthwise_tokens(self.cpe2, x, height, width, residual=x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -119,7 +116,7 @@ class Upsample(nn.Module):
         self.expand = ConvNormAct(dim, 4 * dim, 1, norm=False)
         self.up = nn.ConvTranspose2d(4 * dim, 4 * dim, 3, stride=2, padding=1, output_padding=1, groups=4 * dim, bias=False)
         self.reduce = ConvNormAct(4 * dim, dim // 2, 1, act=False)
-        self.norm = nn.LayerNorm(dim // 2)
+        self.norm = LayerNorm(dim // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # grid in, grid out
         x = self.reduce(F.relu(self.up(self.expand(x))))
@@ -147,19 +144,27 @@ class MLLAUNet(nn.Module):
         self.patch_embed = Stem(in_channels, dim)
         self.layers = nn.ModuleList(Stage(widths[s], depths[s], heads[s], rates[sum(depths[:s]):], s < stages - 1)
                                     for s in range(stages))
-        self.norm = nn.LayerNorm(widths[-1])
+        self.norm = LayerNorm(widths[-1])
         self.expand_bottom = Upsample(widths[-1])
         self.concat_back_dim = nn.ModuleList(nn.Linear(2 * widths[s], widths[s]) for s in range(stages - 2, -1, -1))
         self.layers_up = nn.ModuleList()
         for index, s in enumerate(range(stages - 2, -1, -1)):
             self.layers_up.append(Stage(widths[s], decoder_depths[index], heads[s], [0.0] * decoder_depths[index], False))
             self.layers_up[-1].upsample = Upsample(widths[s]) if s > 0 else None
-        self.norm_up = nn.LayerNorm(dim)
+        self.norm_up = LayerNorm(dim)
         self.final_expand = nn.Linear(dim, 16 * dim, bias=False)
-        self.final_norm = nn.LayerNorm(dim)
+        self.final_norm = LayerNorm(dim)
         self.output = nn.Conv2d(dim, out_channels, 1, bias=False)
 
+        # Maps stay channels-last throughout, so token <-> map switches are views (token_layout.py); parameters
+        # loaded later are copied into these tensors and keep their layout.
+        self.to(memory_format=torch.channels_last)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        grid, skips = self.encode(image.contiguous(memory_format=torch.channels_last))
+        return self.head(self.decode(grid, skips))
+
+    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         grid = self.patch_embed(image)
         skips = []
         for stage in self.layers:
@@ -171,7 +176,10 @@ class MLLAUNet(nn.Module):
             grid = _grid(tokens, height, width)
             if stage.downsample is not None:
                 grid = stage.downsample(grid)
-        grid = _grid(self.norm(_tokens(grid)), *grid.shape[2:])
+        return _grid(self.norm(_tokens(grid)), *grid.shape[2:]), skips
+
+    def decode(self, grid: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The bottom map and the encoder's skips to the 1/4-resolution map of width ``dim``."""
         grid = self.expand_bottom(grid)
         for stage, merge, skip in zip(self.layers_up, self.concat_back_dim, reversed(skips[:-1])):
             height, width = skip.shape[2:]
@@ -181,10 +189,28 @@ class MLLAUNet(nn.Module):
             grid = _grid(tokens, height, width)
             if stage.upsample is not None:
                 grid = stage.upsample(grid)
-        tokens = self.final_expand(self.norm_up(_tokens(grid)))  # x4 by pixel shuffle
-        grid = F.pixel_shuffle(_grid(tokens, *grid.shape[2:]), 4)
-        grid = self.final_norm(grid.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return self.output(grid)
+        return grid
+
+    def head(self, grid: torch.Tensor) -> torch.Tensor:
+        """x4 expansion: linear to 16 x dim, pixel shuffle, layer norm, 1x1 to the classes.
+
+        The same maths without the full-resolution dim-wide map: the expansion's rows are reordered so that each
+        token's 16 sub-pixels come out as 16 contiguous dim-vectors, normalised and projected to the classes
+        there; only the class scores are shuffled into place. Images pass in chunks to bound the buffers.
+        """
+        batch, dim, height, width = grid.shape
+        classes = self.output.out_channels
+        # pixel_shuffle reads expanded channel c * 16 + s as channel c of sub-pixel s: group the rows by s.
+        expand = self.final_expand.weight.unflatten(0, (dim, 16)).transpose(0, 1).flatten(0, 1)
+        project = self.output.weight.flatten(1)  # (classes, dim)
+        normed_tokens = self.norm_up(_tokens(grid))
+        chunks = []
+        for start in range(0, batch, FINAL_HEAD_CHUNK):
+            sub_pixels = F.linear(normed_tokens[start:start + FINAL_HEAD_CHUNK], expand).unflatten(-1, (16, dim))
+            scores = F.linear(self.final_norm(sub_pixels), project)  # (b, N, 16, classes)
+            chunks.append(scores.unflatten(1, (height, width)).unflatten(3, (4, 4))  # (b, H, W, 4, 4, K)
+                          .permute(0, 5, 1, 3, 2, 4).reshape(-1, classes, 4 * height, 4 * width))
+        return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
 
 
 register_network(NetworkSpec(
