@@ -86,6 +86,9 @@ class Segmenter:
         self.device = select_device(self.options.device)
         self.model.network.to(self.device).eval()
         self._graph_notice = ""
+        # One captured graph, kept between runs: capturing costs two eager passes, which a single volume of a few
+        # batches would otherwise pay every time. Its memory stays with the Segmenter.
+        self._graphed: dict[tuple, GraphedForward] = {}
 
     @classmethod
     def from_file(cls, path, options: SegmentOptions | None = None) -> "Segmenter":
@@ -131,6 +134,7 @@ class Segmenter:
                     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                     raise MedSegError(f"model '{self.card.name}' cannot take this input (model grid "
                                       f"{tuple(grid.array.shape[1:])}): {detail}") from error
+                self._graphed.clear()  # a kept graph's memory is the first to go
                 empty_cache(self.device)
                 if batch > 1:
                     batch = max(1, batch // 2)
@@ -168,7 +172,7 @@ class Segmenter:
             overlap = self.options.tile_overlap()
             tracker.expect(count_batches(spatial, roi, overlap, batch))
 
-            forward = GraphedForward(self.model.network) if self._graphs_wanted(grid, batch) else self.model.network
+            forward = self._graphed_forward(("3d", batch, roi)) if self._graphs_wanted(grid, batch) else self.model.network
 
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
                 tracker.check_cancel()
@@ -182,7 +186,7 @@ class Segmenter:
             logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
                                     output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
             self._note_graph(forward)
-            del forward, predictor  # a captured graph's memory goes back before the labels are made
+            del forward, predictor
         del image
         return self._argmax_labels(logits[0])
 
@@ -204,14 +208,14 @@ class Segmenter:
                              dtype=torch.uint8 if small_labels else torch.int32, device=self.device)
         tracker.expect(math.ceil(count / batch))
         half = self.device.type == "cuda" and self.options.mixed_precision
-        forward = GraphedForward(self.model.network) if self._graphs_wanted(grid, batch) else self.model.network
+        key = ("2d", batch, axis, grid.array.shape, half)
+        forward = self._graphed_forward(key) if self._graphs_wanted(grid, batch) else self.model.network
         for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
             tracker.check_cancel()
             logits = self._forward_2d(slices, forward)
             labels[start:start + batch] = logits.argmax(1).to(labels.dtype)  # read before the next replay
             tracker.advance()
         self._note_graph(forward)
-        del forward  # a captured graph's memory goes back
         result = labels.cpu().numpy().astype(self._label_dtype(), copy=False)
         return np.moveaxis(result, 0, 2 - self.card.slice_axis)
 
@@ -222,6 +226,12 @@ class Segmenter:
             return bool(self.options.cuda_graphs) and self.card.patch_size is not None
         slices = grid.array.shape[3 - self.card.slice_axis]
         return bool(self.options.cuda_graphs) or slices >= _GRAPH_MIN_BATCHES * batch
+
+    def _graphed_forward(self, key: tuple) -> GraphedForward:
+        if key not in self._graphed:
+            self._graphed.clear()  # a graph for another shape: its memory goes back first
+            self._graphed[key] = GraphedForward(self.model.network)
+        return self._graphed[key]
 
     def _note_graph(self, forward) -> None:
         if isinstance(forward, GraphedForward) and forward.disabled_because:
