@@ -44,8 +44,8 @@ class SegmentOptions:
     overlap: float | None = None
     mixed_precision: bool = True  # float16 autocast on CUDA
     # Replay the forward pass as a CUDA graph on CUDA where it can be captured. None (default): for 2D slice
-    # batches of volumes with at least _GRAPH_MIN_BATCHES batches (token networks are launch-bound: MLLA-UNet and
-    # HRMedSeg ran 1.3-2.4x faster), not for 3D tiles (TokenSeg: 7 % faster for 0.4 GiB more). docs/benchmarks.md.
+    # batches of volumes with at least _GRAPH_MIN_BATCHES batches (token networks are launch-bound: MLLA-UNet-T and
+    # HRMedSeg ran 1.5x and 1.8x faster), not for 3D tiles (TokenSeg: 7 % faster for 0.4 GiB more). docs/benchmarks.md.
     cuda_graphs: bool | None = None
 
     def tile_overlap(self) -> float:
@@ -203,12 +203,13 @@ class Segmenter:
         # network's device until the end, so no batch waits on a copy back to the host.
         axis = 3 - self.card.slice_axis
         count = grid.array.shape[axis]
+        slice_shape = tuple(n for a, n in enumerate(grid.array.shape) if a != axis)  # (C, H, W)
         small_labels = self._label_dtype() == np.uint8
-        labels = torch.empty((count, *(n for a, n in enumerate(grid.array.shape[1:], 1) if a != axis)),
-                             dtype=torch.uint8 if small_labels else torch.int32, device=self.device)
+        labels = torch.empty((count, *slice_shape[1:]), dtype=torch.uint8 if small_labels else torch.int32,
+                             device=self.device)
         tracker.expect(math.ceil(count / batch))
         half = self.device.type == "cuda" and self.options.mixed_precision
-        key = ("2d", batch, axis, grid.array.shape, half)
+        key = ("2d", batch, axis, slice_shape, half)  # volumes of any slice count share their full batches' graph
         forward = self._graphed_forward(key) if self._graphs_wanted(grid, batch) else self.model.network
         for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
             tracker.check_cancel()

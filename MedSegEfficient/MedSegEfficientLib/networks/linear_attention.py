@@ -22,6 +22,7 @@ from torch import nn
 from .token_layout import depthwise_tokens, triton_inference
 
 NORMALISER_EPSILON = 1e-6
+ROPE_BASE = 10000.0
 
 
 @lru_cache(maxsize=32)
@@ -33,7 +34,7 @@ def _rope_angles(height: int, width: int, channels: int, base: float, device: to
     return torch.cat([rows.expand(height, width, per_axis), cols.expand(height, width, per_axis)], dim=-1)
 
 
-def rope_rotations(height: int, width: int, channels: int, base: float = 10000.0,
+def rope_rotations(height: int, width: int, channels: int, base: float = ROPE_BASE,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """(height, width, channels / 2, 2) cosines and sines: the layout of the authors' stored ``rotations``."""
     with torch.inference_mode(False), torch.no_grad():
@@ -54,7 +55,7 @@ def _rope_tables(height: int, width: int, channels: int, base: float, device: to
         return cos.to(dtype), signed_sin.to(dtype)
 
 
-def apply_rope(x: torch.Tensor, height: int, width: int, base: float = 10000.0) -> torch.Tensor:
+def apply_rope(x: torch.Tensor, height: int, width: int, base: float = ROPE_BASE) -> torch.Tensor:
     """Rotate channel pairs of (B, H*W, C) or (B, H*W, G, C) tokens by their grid position, in x's precision:
     (r, i) -> (r cos - i sin, r sin + i cos), written as x * cos + swap(x) * (-sin, sin)."""
     channels = x.shape[-1]
@@ -99,7 +100,7 @@ class LinearAttention(nn.Module):
         if triton_inference(qk, self.qk.weight) and channels % 4 == 0:
             from .rope_triton import phi_and_rope
 
-            phi, rotated = phi_and_rope(qk, *_rope_tables(height, width, channels, 10000.0, qk.device, torch.float32))
+            phi, rotated = phi_and_rope(qk, *_rope_tables(height, width, channels, ROPE_BASE, qk.device, torch.float32))
             rotated = rotated.unflatten(-1, (2, channels))
         else:
             phi = F.elu(qk) + 1.0

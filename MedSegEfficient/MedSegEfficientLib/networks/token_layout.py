@@ -52,11 +52,12 @@ class LayerNorm(nn.LayerNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = _fused_kernel_applies(x, self)
         keep_precision = x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type)
-        if not keep_precision and not _fused_kernel_applies(x, self):
+        if not (fused or keep_precision) or self.weight is None or self.bias is None:
             return super().forward(x)
         weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
-        if _fused_kernel_applies(x, self):
+        if fused:
             from .layer_norm_triton import layer_norm_rows
 
             return layer_norm_rows(x.contiguous(), weight, bias, self.eps)
