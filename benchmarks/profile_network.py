@@ -28,10 +28,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network first (what fusion could give)")
+    parser.add_argument("--graphs", action="store_true", help="time replays of a CUDA graph of the forward pass, "
+                        "as the engine runs 2D slice batches")
     parser.add_argument("--top", type=int, default=0, help="print the N kernels with the most CUDA time")
+    parser.add_argument("--modules", default="", help="comma-separated class names (MLLABlock,Downsample,...): "
+                        "GPU time per call of each, grouped by class and input width")
+    parser.add_argument("--fused-max-width", type=int, help="MLLA blocks up to this width take the fused kernels "
+                        "(mlla_fused.FUSED_BLOCK_MAX_WIDTH; 0: none)")
     parser.add_argument("--json", help="append the figures to this JSON-lines file")
     args = parser.parse_args()
 
+    if args.fused_max_width is not None:
+        from MedSegEfficientLib.networks import mlla_fused
+        mlla_fused.FUSED_BLOCK_MAX_WIDTH = args.fused_max_width
     name, _, preset = args.network.partition(":")
     spec = get_network_spec(name)
     torch.manual_seed(0)
@@ -45,9 +54,19 @@ def main() -> None:
     if args.compile:
         network = torch.compile(network)
 
-    def forward() -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+    def eager() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, cache_enabled=not args.graphs):
             return network(image)
+
+    forward = eager
+    if args.graphs:
+        from MedSegEfficientLib.cuda_graphs import GraphedForward
+
+        graphed = GraphedForward(lambda batch: network(batch))
+
+        def forward() -> torch.Tensor:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, cache_enabled=False):
+                return graphed(image)
 
     for _ in range(2):
         forward()
@@ -60,7 +79,9 @@ def main() -> None:
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     best = min(times)
-    figures = {"network": args.network, "size": args.size, "batch": args.batch, "channels_last": args.channels_last, "compiled": args.compile,
+    if args.graphs and graphed.disabled_because:
+        print(f"no graph: {graphed.disabled_because}")
+    figures = {"network": args.network, "graphs": args.graphs, "size": args.size, "batch": args.batch, "channels_last": args.channels_last, "compiled": args.compile,
                "images_per_second": round(args.batch / best, 1), "ms_per_batch": round(1000 * best, 2),
                "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                "device": torch.cuda.get_device_name()}
@@ -68,14 +89,49 @@ def main() -> None:
     if args.json:
         with open(args.json, "a") as stream:
             stream.write(json.dumps(figures) + "\n")
+    if args.modules:
+        print_module_times(network, eager, args.modules.split(","))
     if args.top:
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as profiler:
-            forward()
+            eager()
             torch.cuda.synchronize()
         # Operators with their input shapes, by the GPU time of their own kernels.
         print(profiler.key_averages(group_by_input_shape=True).table(
             sort_by="self_cuda_time_total", row_limit=args.top, max_name_column_width=40, max_shapes_column_width=80))
+
+
+def print_module_times(network: torch.nn.Module, forward, class_names: list[str]) -> None:
+    """GPU time of the kernels each module of the named classes launches (profiler ranges opened and closed by
+    module hooks, so host launch gaps do not count); per (class, input width): calls and mean milliseconds."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    handles = []
+    for module in network.modules():
+        kind = type(module).__name__
+        if kind not in class_names:
+            continue
+
+        def before(module, inputs, kind=kind):
+            x = inputs[0]
+            width = x.shape[-1] if kind == "MLLABlock" else x.shape[1]  # tokens (B, N, C) or maps (B, C, H, W)
+            module._range = record_function(f"{kind} width {width}")
+            module._range.__enter__()
+
+        def after(module, inputs, output):
+            module._range.__exit__(None, None, None)
+
+        handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        forward()
+        torch.cuda.synchronize()
+    for handle in handles:
+        handle.remove()
+    for event in sorted(profiler.key_averages(), key=lambda e: e.key):
+        if event.key.split(" ")[0] in class_names:
+            gpu_ms = getattr(event, "device_time_total", None) or event.cuda_time_total
+            print(f"{event.key:<22}: {event.count:>2} calls, {gpu_ms / 1000 / event.count:.3f} ms GPU each, "
+                  f"{gpu_ms / 1000:.2f} ms in all", flush=True)
 
 
 if __name__ == "__main__":

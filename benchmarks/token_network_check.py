@@ -6,7 +6,9 @@
    the Triton feature map + RoPE against the torch path of ``LinearAttention.features``; the Triton depthwise
    3x3 convolution (bias, SiLU, residual fused) against cuDNN's.
 2. Pinned, prefetched axial slice batches on the GPU equal the plain host slices, bit for bit.
-3. MLLA-UNet-T and HRMedSeg under fp16 autocast with the Triton norm against torch's norm.
+3. MLLA blocks (every stage width of MLLA-UNet-T), its stem, samplers and x4 head on the fused paths against
+   their torch modules.
+4. MLLA-UNet-T and HRMedSeg under fp16 autocast with all Triton kernels against torch alone.
 Exits non-zero if a check fails.
 """
 
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from MedSegEfficientLib.networks import build_network, token_layout
 from MedSegEfficientLib.networks.layer_norm_triton import layer_norm_rows
 from MedSegEfficientLib.networks.linear_attention import LinearAttention
+from MedSegEfficientLib.networks.mlla_unet import MLLABlock
 from MedSegEfficientLib.slice_batches import slice_batches
 
 
@@ -76,6 +79,51 @@ def check_depthwise() -> list[dict]:
     return results
 
 
+def check_mlla_fused() -> list[dict]:
+    """MLLA blocks and the x4 head on the fused kernels (mlla_fused.py) against their torch modules, fp16
+    autocast; a block is judged on what it adds to its input (the residual would hide errors)."""
+    results = []
+    for channels, heads, height, width in ((64, 2, 128, 128), (128, 4, 64, 64), (256, 8, 33, 17), (512, 16, 16, 16)):
+        torch.manual_seed(0)
+        block = MLLABlock(channels, heads).cuda().eval()
+        x = torch.randn(4, height * width, channels, device="cuda", dtype=torch.float16)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+            fused = block(x, height, width).float() - x.float()
+            with mock.patch.object(token_layout, "_triton_installed", lambda: False):
+                plain = block(x, height, width).float() - x.float()
+        error = ((fused - plain).abs().max() / plain.abs().max()).item()
+        results.append({"part": "block", "channels": channels, "heads": heads, "grid": [height, width],
+                        "max_relative_error": error, "ok": error < 2e-2})
+    torch.manual_seed(0)
+    network = build_network("mlla_unet", 2, 3, 14).cuda().eval()
+    parts = (("stem", network.patch_embed, torch.randn(4, 3, 512, 512, device="cuda")),
+             ("edsm", network.layers[0].downsample, torch.randn(4, 64, 128, 128, device="cuda")),
+             ("eusm", network.layers_up[0].upsample, torch.randn(4, 256, 32, 32, device="cuda")),
+             ("eusm", network.expand_bottom, torch.randn(4, 512, 15, 17, device="cuda")))
+    for part, module, x in parts:
+        x = x if part == "stem" else x.half().contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+            fused = module(x).float()
+            with mock.patch.object(token_layout, "_triton_installed", lambda: False):
+                plain = module(x).float()
+        error = ((fused - plain).abs().max() / plain.abs().max()).item()
+        results.append({"part": part, "input": list(x.shape), "max_relative_error": error,
+                        "ok": error < 1e-2 and fused.shape == plain.shape})
+    for classes, height, width in ((14, 128, 128), (117, 30, 50)):
+        torch.manual_seed(0)
+        network = build_network("mlla_unet", 2, 1, classes).cuda().eval()
+        grid = torch.randn(2, 64, height, width, device="cuda", dtype=torch.float16)
+        grid = grid.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+            fused = network.head(grid).float()
+            with mock.patch.object(token_layout, "_triton_installed", lambda: False):
+                plain = network.head(grid).float()
+        error = ((fused - plain).abs().max() / plain.abs().max()).item()
+        results.append({"part": "head", "classes": classes, "grid": [height, width], "max_relative_error": error,
+                        "ok": error < 1e-2 and fused.shape == plain.shape})
+    return results
+
+
 def check_slice_batches() -> dict:
     array = np.random.default_rng(0).normal(size=(3, 70, 64, 48)).astype(np.float32)
     with torch.inference_mode():  # as the engine runs it: the helper thread must follow
@@ -109,12 +157,14 @@ def main() -> int:
     args = parser.parse_args()
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "layer_norm": check_layer_norm(), "features": check_features(), "depthwise": check_depthwise(),
+              "mlla_fused": check_mlla_fused(),
               "slice_batches": check_slice_batches(), "networks": check_networks()}
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w") as stream:
             json.dump(report, stream, indent=1)
-    passed = all(r["ok"] for r in report["layer_norm"] + report["features"] + report["depthwise"] + report["networks"]) and report["slice_batches"]["ok"]
+    passed = all(r["ok"] for r in report["layer_norm"] + report["features"] + report["depthwise"] + report["mlla_fused"]
+                 + report["networks"]) and report["slice_batches"]["ok"]
     print("all checks passed" if passed else "A CHECK FAILED")
     return 0 if passed else 1
 

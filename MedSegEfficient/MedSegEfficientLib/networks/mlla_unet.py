@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear_attention import LinearAttention
+from .mlla_fused import block_applies, fused_block, fused_head, head_applies
+from .mlla_samplers_fused import fused_downsample, fused_stem, fused_upsample, inference_half_dtype
 from .registry import NetworkSpec, register_network
 from .token_layout import LayerNorm, depthwise_tokens
 from .token_layout import grid as _grid
@@ -62,6 +64,9 @@ class Stem(nn.Module):
         self.conv3 = nn.Sequential(ConvNormAct(half, 4 * dim, 3, 2, bias=False), ConvNormAct(4 * dim, dim, 1, bias=False, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = inference_half_dtype(self, x)
+        if half is not None:  # CUDA inference: batch norms folded, fused epilogues (mlla_samplers_fused.py)
+            return fused_stem(self, x, half)
         x = self.conv1(x)
         return self.conv3(self.conv2(x) + x)
 
@@ -86,6 +91,8 @@ class MLLABlock(nn.Module):
         self.mlp.fc1, self.mlp.act, self.mlp.fc2 = nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim)
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        if block_applies(self, x):  # half-precision CUDA inference: the same maths in nine fused kernels
+            return fused_block(self, x, height, width)
         x = depthwise_tokens(self.cpe1, x, height, width, residual=x)
         normed = self.norm1(x)
         gate = F.silu(self.act_proj(normed))
@@ -105,6 +112,8 @@ class Downsample(nn.Module):
                                   ConvNormAct(hidden, 2 * dim, 1, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if inference_half_dtype(self, x) == x.dtype:  # CUDA inference in half precision: fused
+            return fused_downsample(self, x)
         return self.conv(x)
 
 
@@ -119,6 +128,8 @@ class Upsample(nn.Module):
         self.norm = LayerNorm(dim // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # grid in, grid out
+        if inference_half_dtype(self, x) == x.dtype:  # CUDA inference in half precision: fused
+            return fused_upsample(self, x)
         x = self.reduce(F.relu(self.up(self.expand(x))))
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
@@ -199,6 +210,8 @@ class MLLAUNet(nn.Module):
         there; only the class scores are shuffled into place. Images pass in chunks to bound the buffers.
         """
         batch, dim, height, width = grid.shape
+        if head_applies(self, _tokens(grid)):  # half-precision CUDA inference: one fused kernel
+            return fused_head(self, _tokens(grid), height, width)
         classes = self.output.out_channels
         # pixel_shuffle reads expanded channel c * 16 + s as channel c of sub-pixel s: group the rows by s.
         expand = self.final_expand.weight.unflatten(0, (dim, 16)).transpose(0, 1).flatten(0, 1)

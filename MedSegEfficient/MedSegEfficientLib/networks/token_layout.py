@@ -36,7 +36,7 @@ def depthwise_tokens(conv: nn.Conv2d, x: torch.Tensor, height: int, width: int,
     if fusable and triton_inference(x, conv.weight):
         from .depthwise_triton import depthwise3x3_tokens
 
-        return depthwise3x3_tokens(x, conv.weight, conv.bias, height, width, residual, silu)
+        return depthwise3x3_tokens(x, conv.weight, conv.bias, height, width, residual, "silu" if silu else None)
     out = tokens(conv(grid(x, height, width)))
     out = F.silu(out) if silu else out
     return out if residual is None else residual + out

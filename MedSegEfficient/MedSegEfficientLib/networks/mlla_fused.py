@@ -1,0 +1,121 @@
+"""MLLA-UNet's blocks and head on the fused Triton kernels: the half-precision CUDA inference path.
+
+Same maths as ``MLLABlock.forward`` and ``MLLAUNet.head`` (tests compare them, in Triton's CPU interpreter and on
+the GPU in ``benchmarks/token_network_check.py``); what changes is how often the tokens cross memory. A block is
+nine kernels: position code, norm + input/gate projection, depthwise conv + SiLU, the qk product (cuBLAS), the
+attention's memory pass and output pass (with gate, output projection and residual), position code, norm + MLP +
+residual. Training and the CPU keep the torch modules.
+
+The kernels take their weights transposed and in the activations' precision; those copies are made once and kept
+on the module, remade when a parameter changes (its version counter) or moves.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .linear_attention import NORMALISER_EPSILON, ROPE_BASE, _rope_tables
+from .token_layout import triton_inference
+
+_HALF = (torch.float16, torch.bfloat16)
+# The widest tokens the fused block takes: past it, whole rows no longer fit a program's registers and cuBLAS's
+# products beat the fused ones (benchmarks/fused_kernel_sweep.py, profile_network.py --modules on the H100).
+FUSED_BLOCK_MAX_WIDTH = 256
+
+
+def _power_of_two(n: int, low: int, high: int) -> bool:
+    return low <= n <= high and n & (n - 1) == 0
+
+
+def block_applies(block: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``fused_block`` may run this block on these tokens."""
+    channels, attention = x.shape[-1], block.attn
+    return (not block.training and x.dtype in _HALF and x.is_contiguous() and attention.form == "linear"
+            and not attention.value_bottleneck and _power_of_two(channels, 16, FUSED_BLOCK_MAX_WIDTH)
+            and _power_of_two(channels // attention.heads, 16, 128)
+            and block.mlp.fc1.out_features == 4 * channels and triton_inference(x, block.norm1.weight))
+
+
+def head_applies(network: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``fused_head`` may run MLLA-UNet's head on these (B, N, C) tokens."""
+    from .expand_head_triton import MAX_CLASSES
+
+    return (not network.training and x.dtype in _HALF and x.is_contiguous() and _power_of_two(x.shape[-1], 16, 128)
+            and network.output.out_channels <= MAX_CLASSES and triton_inference(x, network.final_expand.weight))
+
+
+def prepared(module: nn.Module, dtype: torch.dtype, make: Callable[[nn.Module, torch.dtype], SimpleNamespace],
+              sources: list[nn.Module] | None = None) -> SimpleNamespace:
+    """``make(module, dtype)``, kept on the module until a parameter or buffer (batch-norm statistics) of
+    ``sources`` (default: the module) changes."""
+    tensors = [t for source in sources or [module] for t in (*source.parameters(), *source.buffers())]
+    stamp = (dtype,) + tuple((t.data_ptr(), t._version) for t in tensors)
+    kept = module.__dict__.get("_fused_weights")
+    if kept is None or kept[0] != stamp:
+        with torch.no_grad():
+            kept = (stamp, make(module, dtype))
+        module.__dict__["_fused_weights"] = kept
+    return kept[1]
+
+
+def _block_weights(block: nn.Module, dtype: torch.dtype) -> SimpleNamespace:
+    mlp, attention = block.mlp, block.attn
+    channels = block.norm1.normalized_shape[0]
+    return SimpleNamespace(
+        in_gate_t=torch.cat([block.in_proj.weight, block.act_proj.weight]).t().contiguous().to(dtype),
+        in_gate_bias=torch.cat([block.in_proj.bias, block.act_proj.bias]).to(dtype),
+        qk=attention.qk.weight.to(dtype), qk_bias=None if attention.qk.bias is None else attention.qk.bias.to(dtype),
+        lepe=attention.lepe.weight.reshape(channels, 9).contiguous(), lepe_bias=attention.lepe.bias.contiguous(),
+        out_t=block.out_proj.weight.t().contiguous().to(dtype), out_bias=block.out_proj.bias.to(dtype),
+        fc1_t=mlp.fc1.weight.t().contiguous().to(dtype), fc1_bias=mlp.fc1.bias.to(dtype),
+        fc2_t=mlp.fc2.weight.t().contiguous().to(dtype), fc2_bias=mlp.fc2.bias.to(dtype))
+
+
+def fused_block(block: nn.Module, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``MLLABlock.forward`` for contiguous (B, H*W, C) half-precision tokens, in inference."""
+    from .attention_triton import attention_memory, attention_output
+    from .depthwise_triton import depthwise3x3_tokens
+    from .norm_linear_triton import norm_linear, norm_mlp_residual
+
+    weights = prepared(block, x.dtype, _block_weights)
+    channels = x.shape[-1]
+    x = depthwise3x3_tokens(x, block.cpe1.weight, block.cpe1.bias, height, width, residual=x)
+    projected = norm_linear(x, block.norm1.weight, block.norm1.bias, block.norm1.eps, weights.in_gate_t,
+                            weights.in_gate_bias, silu_from=channels)  # (B, N, 2C): input, then SiLU(gate)
+    y = depthwise3x3_tokens(projected[..., :channels], block.dwc.weight, block.dwc.bias, height, width,
+                            activation="silu")
+    qk = F.linear(y, weights.qk, weights.qk_bias)
+    cos, signed_sin = _rope_tables(height, width, channels, ROPE_BASE, x.device, torch.float32)
+    memory, mean_key = attention_memory(qk, y, cos, signed_sin, block.attn.heads)
+    x = attention_output(qk, y, projected[..., channels:], x, cos, signed_sin, memory, mean_key, weights.lepe,
+                         weights.lepe_bias, weights.out_t, weights.out_bias, height, width, NORMALISER_EPSILON)
+    x = depthwise3x3_tokens(x, block.cpe2.weight, block.cpe2.bias, height, width, residual=x)
+    return norm_mlp_residual(x, block.norm2.weight, block.norm2.bias, block.norm2.eps, weights.fc1_t,
+                             weights.fc1_bias, weights.fc2_t, weights.fc2_bias)
+
+
+def _head_weights(network: nn.Module, dtype: torch.dtype) -> SimpleNamespace:
+    from triton import next_power_of_2
+
+    dim = network.final_expand.in_features
+    classes = network.output.out_channels
+    # final_expand row c * 16 + s is channel c of sub-pixel s (pixel shuffle): (16, C_in, C_out) per sub-pixel.
+    expand_t = network.final_expand.weight.unflatten(0, (dim, 16)).permute(1, 2, 0).contiguous().to(dtype)
+    project_t = torch.zeros(dim, max(16, next_power_of_2(classes)), dtype=dtype, device=expand_t.device)
+    project_t[:, :classes] = network.output.weight.flatten(1).t()
+    return SimpleNamespace(expand_t=expand_t, project_t=project_t)
+
+
+def fused_head(network: nn.Module, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``MLLAUNet.head`` for contiguous (B, H*W, C) half-precision tokens, in inference: (B, K, 4H, 4W)."""
+    from .expand_head_triton import expand_head
+
+    weights = prepared(network, tokens.dtype, _head_weights, [network.final_expand, network.output])
+    up, final = network.norm_up, network.final_norm
+    return expand_head(tokens, up.weight, up.bias, up.eps, weights.expand_t, final.weight, final.bias, final.eps,
+                       weights.project_t, network.output.out_channels, height, width)
