@@ -8,9 +8,15 @@
 set -euo pipefail
 out=${1:-docs/figures}
 mkdir -p "$out"
+rm -f "$out/profile_mlla_unet_t_gpu.json"  # appended to below
 python3 benchmarks/token_network_check.py --json "$out/token_network_check.json" | tail -1
 python3 benchmarks/cuda_graph_check.py --networks mlla_unet:t,hrmedseg:default,nnunet_plain:2d \
   --input 1x1x512x512x64 --batch 8 --json "$out/cuda_graph_check_2d.json"
+python3 benchmarks/fused_kernel_sweep.py --stages 1,3 --json "$out/fused_kernel_sweep_gpu.json" | tail -4
+for graphs in --graphs ""; do  # the raw network, no engine
+  python3 benchmarks/profile_network.py --network mlla_unet:t --size 512 --batch 32 --repeat 10 $graphs \
+    --json "$out/profile_mlla_unet_t_gpu.json"
+done
 medseg bench --device cuda --input 1x3x512x512x256 --batch-size 32 --repeat 3 \
   --networks mlla_unet:t,nnunet_plain:2d --json "$out/bench_gpu_2d_mlla.json"
 medseg bench --device cuda --input 1x3x512x512x256 --batch-size 32 --repeat 3 --no-cuda-graphs \
