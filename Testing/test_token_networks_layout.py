@@ -92,3 +92,22 @@ def test_networks_keep_training_gradients(name, args):
     network(torch.randn(2, 1, 64, 64)).square().mean().backward()
     missing = [n for n, p in network.named_parameters() if p.grad is None]
     assert not missing or name == "hrmedseg" and all("iou" in n or "hypernetworks" in n or "output_tokens" in n for n in missing), missing
+
+
+def test_token_networks_run_on_the_cpu_where_triton_is_not_installed(monkeypatch):
+    """A Slicer without Triton (macOS, Windows, CPU builds): deciding against the fused paths imports no kernel."""
+    import sys
+
+    from MedSegEfficientLib.networks import token_layout
+
+    monkeypatch.setitem(sys.modules, "triton", None)  # "import triton" now raises ImportError
+    for kernel_module in [name for name in sys.modules if name.endswith("_triton")]:
+        monkeypatch.delitem(sys.modules, kernel_module)
+    token_layout._triton_installed.cache_clear()
+    monkeypatch.setattr(token_layout, "_triton_installed", lambda: False)
+    for name, args in (("mlla_unet", TINY_MLLA), ("hrmedseg", {})):
+        network = build_network(name, 2, 3, 2, args=args).eval()
+        size = 64 if name == "mlla_unet" else 128
+        with torch.inference_mode():
+            out = network(torch.randn(1, 3, size, size))
+        assert out.shape == (1, 2, size, size) and torch.isfinite(out).all()

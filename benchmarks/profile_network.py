@@ -32,7 +32,7 @@ def main() -> None:
                         "as the engine runs 2D slice batches")
     parser.add_argument("--top", type=int, default=0, help="print the N kernels with the most CUDA time")
     parser.add_argument("--modules", default="", help="comma-separated class names (MLLABlock,Downsample,...): "
-                        "GPU time per call of each, grouped by class and input width")
+                        "milliseconds per call of each between CUDA events (eager), grouped by class and input width")
     parser.add_argument("--fused-max-width", type=int, help="MLLA blocks up to this width take the fused kernels "
                         "(mlla_fused.FUSED_BLOCK_MAX_WIDTH; 0: none)")
     parser.add_argument("--json", help="append the figures to this JSON-lines file")
@@ -102,10 +102,10 @@ def main() -> None:
 
 
 def print_module_times(network: torch.nn.Module, forward, class_names: list[str]) -> None:
-    """GPU time of the kernels each module of the named classes launches (profiler ranges opened and closed by
-    module hooks, so host launch gaps do not count); per (class, input width): calls and mean milliseconds."""
-    from torch.profiler import ProfilerActivity, profile, record_function
-
+    """CUDA events recorded before and after every module of the named classes during one eager forward pass; per
+    (class, input width): calls and mean milliseconds between the events. Where the host launches kernels more
+    slowly than the GPU runs them (small late stages), launch gaps count too."""
+    events: dict[tuple[str, int], list] = {}
     handles = []
     for module in network.modules():
         kind = type(module).__name__
@@ -115,23 +115,25 @@ def print_module_times(network: torch.nn.Module, forward, class_names: list[str]
         def before(module, inputs, kind=kind):
             x = inputs[0]
             width = x.shape[-1] if kind == "MLLABlock" else x.shape[1]  # tokens (B, N, C) or maps (B, C, H, W)
-            module._range = record_function(f"{kind} width {width}")
-            module._range.__enter__()
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            module._timing = (kind, width, start)
 
         def after(module, inputs, output):
-            module._range.__exit__(None, None, None)
+            kind, width, start = module._timing
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            events.setdefault((kind, width), []).append((start, end))
 
         handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
-        forward()
-        torch.cuda.synchronize()
+    forward()
+    torch.cuda.synchronize()
     for handle in handles:
         handle.remove()
-    for event in sorted(profiler.key_averages(), key=lambda e: e.key):
-        if event.key.split(" ")[0] in class_names:
-            gpu_ms = getattr(event, "device_time_total", None) or event.cuda_time_total
-            print(f"{event.key:<22}: {event.count:>2} calls, {gpu_ms / 1000 / event.count:.3f} ms GPU each, "
-                  f"{gpu_ms / 1000:.2f} ms in all", flush=True)
+    for (kind, width), pairs in sorted(events.items()):
+        times = [start.elapsed_time(end) for start, end in pairs]
+        print(f"{kind:<12} width {width:>4}: {len(times):>2} calls, {sum(times) / len(times):.3f} ms each, "
+              f"{sum(times):.2f} ms in all", flush=True)
 
 
 if __name__ == "__main__":

@@ -91,8 +91,10 @@ def depthwise3x3_tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     block_c = min(64, triton.next_power_of_2(channels))
     block_w = max(1, min(triton.next_power_of_2(out_width), 4096 // block_c))
     grid = (batch * out_height, triton.cdiv(out_width, block_w), triton.cdiv(channels, block_c))
-    _depthwise3x3[grid](x, weight.reshape(channels, 9).contiguous(), bias if bias is not None else weight, residual,
+    has_bias = bias is not None
+    bias = bias if has_bias else weight  # not read without HAS_BIAS
+    _depthwise3x3[grid](x, weight.reshape(channels, 9).contiguous(), bias, residual,
                         out, height, width, out_height, out_width, channels, x.stride(1), MODE=_MODES[mode],
-                        HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not out,
+                        HAS_BIAS=has_bias, HAS_RESIDUAL=residual is not out,
                         ACTIVATION=_ACTIVATIONS[activation], BLOCK_W=block_w, BLOCK_C=block_c, num_warps=4)
     return out

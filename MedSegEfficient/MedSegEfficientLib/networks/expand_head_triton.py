@@ -14,9 +14,6 @@ import triton.language as tl
 
 from .norm_linear_triton import _normalised_rows
 
-MAX_CLASSES = 256  # the class scores of a tile stay on chip
-
-
 @triton.jit
 def _expand_head(x_ptr, up_weight_ptr, up_bias_ptr, up_eps, expand_t_ptr, final_weight_ptr, final_bias_ptr,
                  final_eps, project_t_ptr, out_ptr, tokens, width, classes,

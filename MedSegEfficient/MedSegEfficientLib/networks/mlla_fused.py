@@ -26,6 +26,7 @@ _HALF = (torch.float16, torch.bfloat16)
 # The widest tokens the fused block takes: past it, whole rows no longer fit a program's registers and cuBLAS's
 # products beat the fused ones (benchmarks/fused_kernel_sweep.py, profile_network.py --modules on the H100).
 FUSED_BLOCK_MAX_WIDTH = 256
+HEAD_MAX_CLASSES = 256  # the fused head keeps a tile's class scores on chip
 
 
 def _power_of_two(n: int, low: int, high: int) -> bool:
@@ -43,10 +44,8 @@ def block_applies(block: nn.Module, x: torch.Tensor) -> bool:
 
 def head_applies(network: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``fused_head`` may run MLLA-UNet's head on these (B, N, C) tokens."""
-    from .expand_head_triton import MAX_CLASSES
-
     return (not network.training and x.dtype in _HALF and x.is_contiguous() and _power_of_two(x.shape[-1], 16, 128)
-            and network.output.out_channels <= MAX_CLASSES and triton_inference(x, network.final_expand.weight))
+            and network.output.out_channels <= HEAD_MAX_CLASSES and triton_inference(x, network.final_expand.weight))
 
 
 def prepared(module: nn.Module, dtype: torch.dtype, make: Callable[[nn.Module, torch.dtype], SimpleNamespace],
