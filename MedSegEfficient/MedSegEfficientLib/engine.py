@@ -21,6 +21,7 @@ from .checkpoint import LoadedModel, load_model
 from .cuda_graphs import GraphedForward
 from .devices import describe_device, empty_cache, is_out_of_memory, select_device
 from .errors import Cancelled, MedSegError
+from .label_download import HostLabels
 from .preprocessing import ModelGrid, check_input, resample_labels, to_model_grid
 from .resources import peak_ram_bytes
 from .slice_batches import slice_batches
@@ -33,6 +34,7 @@ CancelCheck = Callable[[], bool]
 # Share of the progress bar given to each stage; the network gets the most, reported per tile or slice.
 _STAGE_SPAN = {"preprocessing": (0.0, 0.1), "network": (0.1, 0.9), "postprocessing": (0.9, 1.0)}
 _GPU_OUTPUT_SHARE = 0.5  # blended outputs larger than this share of free GPU memory accumulate on the host
+_ARGMAX_SLAB = 16  # label slices per argmax pass
 _GRAPH_MIN_BATCHES = 4  # fewer 2D batches do not repay the two eager passes and the capture
 
 
@@ -193,32 +195,33 @@ class Segmenter:
     def _argmax_labels(self, scores: torch.Tensor) -> np.ndarray:
         """Labels from (K, k, j, i) class scores, slab by slab: argmax's int64 result never covers the volume."""
         dtype = torch.uint8 if self._label_dtype() == np.uint8 else torch.int32
-        labels = torch.empty(scores.shape[1:], dtype=dtype, device=scores.device)
-        for start in range(0, scores.shape[1], 16):
-            labels[start:start + 16] = scores[:, start:start + 16].argmax(0).to(dtype)
-        return labels.cpu().numpy().astype(self._label_dtype(), copy=False)
+        with HostLabels(tuple(scores.shape[1:]), dtype, scores.device, _ARGMAX_SLAB) as labels:
+            for start in range(0, scores.shape[1], _ARGMAX_SLAB):
+                labels.put(start, scores[:, start:start + _ARGMAX_SLAB].argmax(0).to(dtype))
+            result = labels.finish()
+        return result.astype(self._label_dtype(), copy=False)
 
     def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
-        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a. Labels stay on the
-        # network's device until the end, so no batch waits on a copy back to the host.
+        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a. Each batch's labels go
+        # to the host on a side stream while the network runs the next batch (label_download.py).
         axis = 3 - self.card.slice_axis
         count = grid.array.shape[axis]
         slice_shape = tuple(n for a, n in enumerate(grid.array.shape) if a != axis)  # (C, H, W)
         small_labels = self._label_dtype() == np.uint8
-        labels = torch.empty((count, *slice_shape[1:]), dtype=torch.uint8 if small_labels else torch.int32,
-                             device=self.device)
+        label_dtype = torch.uint8 if small_labels else torch.int32
         tracker.expect(math.ceil(count / batch))
         half = self.device.type == "cuda" and self.options.mixed_precision
         key = ("2d", batch, axis, slice_shape, half)  # volumes of any slice count share their full batches' graph
         forward = self._graphed_forward(key) if self._graphs_wanted(grid, batch) else self.model.network
-        for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
-            tracker.check_cancel()
-            logits = self._forward_2d(slices, forward)
-            labels[start:start + batch] = logits.argmax(1).to(labels.dtype)  # read before the next replay
-            tracker.advance()
+        with HostLabels((count, *slice_shape[1:]), label_dtype, self.device, batch) as labels:
+            for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
+                tracker.check_cancel()
+                logits = self._forward_2d(slices, forward)
+                labels.put(start, logits.argmax(1).to(label_dtype))  # read before the next replay
+                tracker.advance()
+            result = labels.finish()
         self._note_graph(forward)
-        result = labels.cpu().numpy().astype(self._label_dtype(), copy=False)
-        return np.moveaxis(result, 0, 2 - self.card.slice_axis)
+        return np.moveaxis(result.astype(self._label_dtype(), copy=False), 0, 2 - self.card.slice_axis)
 
     def _graphs_wanted(self, grid: ModelGrid, batch: int) -> bool:
         if self.device.type != "cuda" or self.options.cuda_graphs is False:
