@@ -51,7 +51,7 @@ def test_attention_kernels_match_linear_attention():
     """The two attention passes alone (gate 1, identity output projection, no residual) against LinearAttention:
     RoPE's pair swap, the per-head memory over several token chunks, the normaliser and LePE."""
     from MedSegEfficientLib.networks.attention_triton import attention_memory, attention_output
-    from MedSegEfficientLib.networks.linear_attention import ROPE_BASE, LinearAttention, _rope_tables
+    from MedSegEfficientLib.networks.linear_attention import LinearAttention
 
     channels, heads, height, width = 64, 2, 12, 13
     attention = _randomised(LinearAttention(channels, heads))
@@ -60,11 +60,10 @@ def test_attention_kernels_match_linear_attention():
         reference = attention(y, height, width)
         half = y.half()
         qk = F.linear(half, attention.qk.weight.half(), attention.qk.bias.half())
-        cos, signed_sin = _rope_tables(height, width, channels, ROPE_BASE, y.device, torch.float32)
-        memory, mean_key = attention_memory(qk, half, cos, signed_sin, heads)
+        memory, mean_key = attention_memory(qk, half, height, width, heads)
         identity = torch.eye(channels, dtype=torch.float16)
-        ours = attention_output(qk, half, torch.ones_like(half), torch.zeros_like(half), cos, signed_sin, memory,
-                                mean_key, attention.lepe.weight.reshape(channels, 9), attention.lepe.bias, identity,
+        ours = attention_output(qk, half, torch.ones_like(half), torch.zeros_like(half), memory, mean_key,
+                                attention.lepe.weight.reshape(channels, 9), attention.lepe.bias, identity,
                                 torch.zeros(channels, dtype=torch.float16), height, width, 1e-6)
     assert memory.shape == (2, heads, channels // heads, channels // heads)
     assert _relative_error(ours, reference) < 1e-2

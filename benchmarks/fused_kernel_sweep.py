@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from triton.testing import do_bench
 
-from MedSegEfficientLib.networks import attention_triton, norm_linear_triton
-from MedSegEfficientLib.networks.linear_attention import ROPE_BASE, _rope_tables
+from MedSegEfficientLib.networks import attention_triton, depthwise_triton, norm_linear_triton
 
 STAGES = {1: (64, 2, 128), 2: (128, 4, 64), 3: (256, 8, 32), 4: (512, 16, 16)}  # width, heads, grid side
 BATCH = 32
@@ -54,11 +53,10 @@ def sweep_stage(stage: int) -> list[dict]:
     fc2 = (torch.randn(4 * channels, channels, device="cuda") / (4 * channels) ** 0.5).to(half)
     b1, b2 = torch.zeros(4 * channels, device="cuda", dtype=half), torch.zeros(channels, device="cuda", dtype=half)
     qk = torch.randn(BATCH, tokens, 2 * channels, device="cuda", dtype=half)
-    cos, signed_sin = _rope_tables(side, side, channels, ROPE_BASE, x.device, torch.float32)
     lepe, lepe_bias = torch.randn(channels, 9, device="cuda") / 3, torch.zeros(channels, device="cuda")
     out_t, out_bias = (torch.randn(channels, channels, device="cuda") / channels ** 0.5).to(half), b2
     gate = torch.randn(BATCH, tokens, 2 * channels, device="cuda", dtype=half)[..., channels:]
-    memory, mean_key = attention_triton.attention_memory(qk, x, cos, signed_sin, heads)
+    memory, mean_key = attention_triton.attention_memory(qk, x, side, side, heads)
     rows = []
 
     def add(name: str, config: dict, run, kernel, bytes_moved: float) -> None:
@@ -90,12 +88,17 @@ def sweep_stage(stage: int) -> list[dict]:
     for block_n, programs, warps in itertools.product((32, 64, 128), (512, 2048), (2, 4)):
         config = {"BLOCK_N": block_n, "programs": programs, "num_warps": warps}
         add("attention_memory", config, lambda: attention_triton.attention_memory(
-            qk, x, cos, signed_sin, heads, launch=dict(config)), attention_triton._attention_memory, 2 * size)
-    for block_m, warps in itertools.product((32, 64, 128), (4, 8)):
+            qk, x, side, side, heads, launch=dict(config)), attention_triton._attention_memory, 2 * size)
+    for block_m, warps in itertools.product((32, 64, 128), (2, 4, 8)):
         config = {"BLOCK_M": block_m, "num_warps": warps}
         add("attention_output", config, lambda: attention_triton.attention_output(
-            qk, x, gate, x, cos, signed_sin, memory, mean_key, lepe, lepe_bias, out_t, out_bias, side, side, 1e-6,
+            qk, x, gate, x, memory, mean_key, lepe, lepe_bias, out_t, out_bias, side, side, 1e-6,
             launch=config), attention_triton._attention_output, 5 * size)
+    dw_weight, dw_bias = torch.randn(channels, 1, 3, 3, device="cuda", dtype=half), b2
+    for tile, block_c, warps in itertools.product((512, 1024, 2048, 4096), (32, 64), (2, 4)):
+        config = {"TILE": tile, "BLOCK_C": block_c, "num_warps": warps}
+        add("depthwise+residual", config, lambda: depthwise_triton.depthwise3x3_tokens(
+            x, dw_weight, dw_bias, side, side, residual=x, launch=config), depthwise_triton._depthwise3x3, 2 * size)
     return rows
 
 

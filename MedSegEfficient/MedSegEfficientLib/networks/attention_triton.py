@@ -9,7 +9,7 @@ division, LePE, gate, output projection, residual). Here, given qk = y @ W_qk^T 
   times the gate, through the output projection (accumulated over heads), plus bias and residual. Reads q, v with
   its 3x3 neighbourhood, the gate and the residual; writes the block's new tokens once.
 
-RoPE's pair swap is a load with column index ``c ^ 1``, so no rotated copy is made. Head width D must be a power
+RoPE rotates channel pairs split in registers, with angles from small per-axis tables; no rotated copy is made. Head width D must be a power
 of two of at least 16 and C = heads * D; ``mlla_fused.py`` decides where these apply.
 """
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from .linear_attention import ROPE_BASE, rope_axis_tables
 
 _PROGRAMS_WANTED = 512  # memory pass: token chunks per (image, head) chosen to give about this many programs
 _MEMORY_TILE = 64  # tokens per step of the memory pass
@@ -29,21 +31,28 @@ def _phi(t):
 
 
 @triton.jit
-def _rotated_features(qk_ptr, cos_ptr, signed_sin_ptr, token, position, channel, valid, qk_offset,
-                      C: tl.constexpr):
-    """phi(t) and RoPE(phi t) in float32 for t = qk[token, qk_offset + channel]; position indexes the tables."""
+def _rotated_features(qk_ptr, cos_ptr, sin_ptr, token, position, width, head, valid, qk_offset,
+                      C: tl.constexpr, D: tl.constexpr):
+    """phi(t) and RoPE(phi t), (rows, D) in float32, for t = qk[token, qk_offset + head * D + 0 .. D - 1].
+
+    t is loaded once, whole rows at a time; its channel pairs are split in registers and rotated by angles read
+    from (length, C / 2) tables per grid axis (pairs below C / 4 turn with the row, the others with the column):
+    a few kilobytes that stay in cache, where per-token tables were read from L2 at twice the bytes of t."""
     row = qk_ptr + token.to(tl.int64) * (2 * C) + qk_offset
-    t = tl.load(row + channel, mask=valid, other=0.0).to(tl.float32)
-    swapped = tl.load(row + (channel ^ 1), mask=valid, other=0.0).to(tl.float32)
-    table = position * C + channel
-    cos = tl.load(cos_ptr + table, mask=valid, other=0.0)
-    signed_sin = tl.load(signed_sin_ptr + table, mask=valid, other=0.0)
+    t = tl.load(row + head * D + tl.arange(0, D)[None, :], mask=valid, other=0.0).to(tl.float32)
     phi = tl.where(valid, _phi(t), 0.0)
-    return phi, phi * cos + _phi(swapped) * signed_sin
+    pair = head * (D // 2) + tl.arange(0, D // 2)[None, :]
+    axis_position = tl.where(pair < C // 4, position // width, position % width)
+    table = axis_position * (C // 2) + pair
+    cos = tl.load(cos_ptr + table, mask=valid, other=0.0)
+    sin = tl.load(sin_ptr + table, mask=valid, other=0.0)
+    even, odd = tl.split(tl.reshape(phi, (phi.shape[0], D // 2, 2)))
+    rotated = tl.join(even * cos - odd * sin, odd * cos + even * sin)
+    return phi, tl.reshape(rotated, (phi.shape[0], D))
 
 
 @triton.jit
-def _attention_memory(qk_ptr, v_ptr, cos_ptr, signed_sin_ptr, memory_ptr, key_sum_ptr, tokens, chunk_tokens,
+def _attention_memory(qk_ptr, v_ptr, cos_ptr, sin_ptr, memory_ptr, key_sum_ptr, tokens, width, chunk_tokens,
                       C: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr):
     chunk, head, image = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     chunks = tl.num_programs(0)
@@ -54,7 +63,7 @@ def _attention_memory(qk_ptr, v_ptr, cos_ptr, signed_sin_ptr, memory_ptr, key_su
         position = chunk * chunk_tokens + offset + tl.arange(0, BLOCK_N)[:, None]
         valid = position < tokens
         token = image * tokens + position
-        phi, rotated = _rotated_features(qk_ptr, cos_ptr, signed_sin_ptr, token, position, channel, valid, C, C)
+        phi, rotated = _rotated_features(qk_ptr, cos_ptr, sin_ptr, token, position, width, head, valid, C, C, D)
         v = tl.load(v_ptr + token.to(tl.int64) * C + channel, mask=valid, other=0.0)
         memory += tl.dot(tl.trans(rotated.to(v.dtype)), v)
         key_sum += tl.sum(phi, axis=0)
@@ -65,7 +74,7 @@ def _attention_memory(qk_ptr, v_ptr, cos_ptr, signed_sin_ptr, memory_ptr, key_su
 
 
 @triton.jit
-def _attention_output(qk_ptr, v_ptr, gate_ptr, residual_ptr, cos_ptr, signed_sin_ptr, memory_ptr, mean_key_ptr,
+def _attention_output(qk_ptr, v_ptr, gate_ptr, residual_ptr, cos_ptr, sin_ptr, memory_ptr, mean_key_ptr,
                       lepe_weight_ptr, lepe_bias_ptr, out_weight_t_ptr, out_bias_ptr, out_ptr,
                       tokens, height, width, gate_stride, eps,
                       C: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr):
@@ -78,7 +87,7 @@ def _attention_output(qk_ptr, v_ptr, gate_ptr, residual_ptr, cos_ptr, signed_sin
     total = tl.zeros([BLOCK_M, C], dtype=tl.float32)
     for head in tl.static_range(C // D):
         channel = head * D + head_channel
-        phi, rotated = _rotated_features(qk_ptr, cos_ptr, signed_sin_ptr, token, position, channel, valid, 0, C)
+        phi, rotated = _rotated_features(qk_ptr, cos_ptr, sin_ptr, token, position, width, head, valid, 0, C, D)
         memory = tl.load(memory_ptr + (image * (C // D) + head).to(tl.int64) * D * D
                          + tl.arange(0, D)[:, None] * D + head_channel)
         value_type = v_ptr.dtype.element_ty
@@ -108,10 +117,10 @@ def _attention_output(qk_ptr, v_ptr, gate_ptr, residual_ptr, cos_ptr, signed_sin
     tl.store(out_ptr + offsets, total.to(out_ptr.dtype.element_ty), mask=valid)
 
 
-def attention_memory(qk: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor,
-                     heads: int, launch: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_memory(qk: torch.Tensor, v: torch.Tensor, height: int, width: int, heads: int,
+                     launch: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, heads, D, D) mean over tokens of RoPE(phi k)^T v per head, and (B, C) mean of phi(k), float32.
-    qk (B, N, 2C) contiguous, q then k; v (B, N, C) contiguous; cos and signed_sin (N, C) float32. ``launch``:
+    qk (B, N, 2C) contiguous, q then k; v (B, N, C) contiguous; N = height * width. ``launch``:
     tile size, program count and warps to try instead of the defaults (benchmarks/fused_kernel_sweep.py)."""
     batch, tokens, channels = v.shape
     head_dim = channels // heads
@@ -123,13 +132,14 @@ def attention_memory(qk: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, signe
     chunks = triton.cdiv(tokens, chunk_tokens)
     partial_memory = v.new_empty(batch, heads, chunks, head_dim, head_dim, dtype=torch.float32)
     partial_key_sum = v.new_empty(batch, chunks, channels, dtype=torch.float32)
-    _attention_memory[(chunks, heads, batch)](qk, v, cos, signed_sin, partial_memory, partial_key_sum, tokens,
+    cos, sin = rope_axis_tables(max(height, width), channels, ROPE_BASE, v.device)
+    _attention_memory[(chunks, heads, batch)](qk, v, cos, sin, partial_memory, partial_key_sum, tokens, width,
                                               chunk_tokens, C=channels, D=head_dim, **config)
     return partial_memory.sum(dim=2) / tokens, partial_key_sum.sum(dim=1) / tokens
 
 
 def attention_output(qk: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, residual: torch.Tensor,
-                     cos: torch.Tensor, signed_sin: torch.Tensor, memory: torch.Tensor, mean_key: torch.Tensor,
+                     memory: torch.Tensor, mean_key: torch.Tensor,
                      lepe_weight: torch.Tensor, lepe_bias: torch.Tensor, out_weight_t: torch.Tensor,
                      out_bias: torch.Tensor, height: int, width: int, eps: float,
                      launch: dict | None = None) -> torch.Tensor:
@@ -141,7 +151,8 @@ def attention_output(qk: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, resi
     config = {"BLOCK_M": {64: 128, 128: 64, 256: 64}.get(channels, 32), "num_warps": 4 if channels <= 256 else 8,
               **(launch or {})}  # measured best on the H100: benchmarks/fused_kernel_sweep.py
     out = torch.empty_like(residual)
+    cos, sin = rope_axis_tables(max(height, width), channels, ROPE_BASE, v.device)
     _attention_output[(triton.cdiv(tokens, config["BLOCK_M"]), batch)](
-        qk, v, gate, residual, cos, signed_sin, memory, mean_key, lepe_weight, lepe_bias, out_weight_t, out_bias,
+        qk, v, gate, residual, cos, sin, memory, mean_key, lepe_weight, lepe_bias, out_weight_t, out_bias,
         out, tokens, height, width, gate.stride(1), eps, C=channels, D=head_dim, **config)
     return out

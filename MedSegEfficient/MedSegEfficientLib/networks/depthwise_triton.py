@@ -18,6 +18,9 @@ import triton.language as tl
 
 _MODES = {"same": 0, "stride2": 1, "transposed2": 2}
 _ACTIVATIONS = {None: 0, "silu": 1, "relu": 2}
+# Outputs per program and warps. 4096 outputs on 4 warps took some 250 registers per thread: two programs per SM
+# (12.5 % occupancy), 27-36 % of the H100's memory bandwidth under Nsight Compute.
+_TILE, _WARPS = 1024, 4
 
 
 @triton.jit
@@ -75,12 +78,13 @@ def _depthwise3x3(x_ptr, weight_ptr, bias_ptr, residual_ptr, out_ptr, in_height,
 
 def depthwise3x3_tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, height: int, width: int,
                         residual: torch.Tensor | None = None, activation: str | None = None,
-                        mode: str = "same") -> torch.Tensor:
+                        mode: str = "same", launch: dict | None = None) -> torch.Tensor:
     """act(depthwise3x3(x) + bias) (+ residual) for (B, H*W, C) CUDA tokens on an H x W grid; weight (C, 1, 3, 3).
     mode "same": zero padding 1, stride 1; "stride2": padding 1, stride 2 (output ceil(H/2) x ceil(W/2));
     "transposed2": ``ConvTranspose2d(stride=2, padding=1, output_padding=1)`` (output 2H x 2W). activation:
     None, "silu" or "relu". x may be a view of wider rows (channels contiguous, tokens ``x.stride(1)`` apart);
-    the result is contiguous (B, out_H * out_W, C) in x's precision."""
+    the result is contiguous (B, out_H * out_W, C) in x's precision. ``launch``: ``TILE`` (outputs per program),
+    ``BLOCK_C`` and ``num_warps`` to try instead of the defaults (benchmarks/fused_kernel_sweep.py)."""
     batch, tokens, channels = x.shape
     if x.stride(2) != 1 or x.stride(0) != tokens * x.stride(1):
         x = x.contiguous()
@@ -88,13 +92,15 @@ def depthwise3x3_tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
                              "transposed2": (2 * height, 2 * width)}[mode]
     out = x.new_empty(batch, out_height * out_width, channels)
     residual = residual.contiguous() if residual is not None else out  # not read without HAS_RESIDUAL
-    block_c = min(64, triton.next_power_of_2(channels))
-    block_w = max(1, min(triton.next_power_of_2(out_width), 4096 // block_c))
+    config = {"TILE": _TILE, "BLOCK_C": min(64, triton.next_power_of_2(channels)), "num_warps": _WARPS, **(launch or {})}
+    block_c = config["BLOCK_C"]
+    block_w = max(1, min(triton.next_power_of_2(out_width), config["TILE"] // block_c))
     grid = (batch * out_height, triton.cdiv(out_width, block_w), triton.cdiv(channels, block_c))
     has_bias = bias is not None
     bias = bias if has_bias else weight  # not read without HAS_BIAS
     _depthwise3x3[grid](x, weight.reshape(channels, 9).contiguous(), bias, residual,
                         out, height, width, out_height, out_width, channels, x.stride(1), MODE=_MODES[mode],
                         HAS_BIAS=has_bias, HAS_RESIDUAL=residual is not out,
-                        ACTIVATION=_ACTIVATIONS[activation], BLOCK_W=block_w, BLOCK_C=block_c, num_warps=4)
+                        ACTIVATION=_ACTIVATIONS[activation], BLOCK_W=block_w, BLOCK_C=block_c,
+                        num_warps=config["num_warps"])
     return out

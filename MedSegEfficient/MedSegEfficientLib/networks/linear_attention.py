@@ -34,6 +34,17 @@ def _rope_angles(height: int, width: int, channels: int, base: float, device: to
     return torch.cat([rows.expand(height, width, per_axis), cols.expand(height, width, per_axis)], dim=-1)
 
 
+@lru_cache(maxsize=32)
+def rope_axis_tables(length: int, channels: int, base: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(length, C / 2) float32 cosines and sines of pair p's angle at grid coordinate a: a * theta_(p mod C / 4).
+    Pairs below C / 4 take the row as a, the others the column: the per-token tables, factored by axis."""
+    per_axis = channels // 4
+    with torch.inference_mode(False), torch.no_grad():
+        theta = base ** (-torch.arange(per_axis, dtype=torch.float64, device=device) / per_axis)
+        angles = torch.arange(length, dtype=torch.float64, device=device)[:, None] * theta.repeat(2)
+        return angles.cos().float(), angles.sin().float()
+
+
 def rope_rotations(height: int, width: int, channels: int, base: float = ROPE_BASE,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """(height, width, channels / 2, 2) cosines and sines: the layout of the authors' stored ``rotations``."""

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear_attention import NORMALISER_EPSILON, ROPE_BASE, _rope_tables
+from .linear_attention import NORMALISER_EPSILON
 from .token_layout import triton_inference
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -89,9 +89,8 @@ def fused_block(block: nn.Module, x: torch.Tensor, height: int, width: int) -> t
     y = depthwise3x3_tokens(projected[..., :channels], block.dwc.weight, block.dwc.bias, height, width,
                             activation="silu")
     qk = F.linear(y, weights.qk, weights.qk_bias)
-    cos, signed_sin = _rope_tables(height, width, channels, ROPE_BASE, x.device, torch.float32)
-    memory, mean_key = attention_memory(qk, y, cos, signed_sin, block.attn.heads)
-    x = attention_output(qk, y, projected[..., channels:], x, cos, signed_sin, memory, mean_key, weights.lepe,
+    memory, mean_key = attention_memory(qk, y, height, width, block.attn.heads)
+    x = attention_output(qk, y, projected[..., channels:], x, memory, mean_key, weights.lepe,
                          weights.lepe_bias, weights.out_t, weights.out_bias, height, width, NORMALISER_EPSILON)
     x = depthwise3x3_tokens(x, block.cpe2.weight, block.cpe2.bias, height, width, residual=x)
     return norm_mlp_residual(x, block.norm2.weight, block.norm2.bias, block.norm2.eps, weights.fc1_t,
