@@ -65,6 +65,7 @@ def sweep_stage(stage: int) -> list[dict]:
         except Exception as error:  # a configuration the chip cannot hold (shared memory, registers)
             row = {"stage": stage, "kernel": name, **config, "error": type(error).__name__}
         rows.append(row)
+        print_row(row)  # as it comes: a sweep of three stages compiles for minutes
 
     def torch_norm_linear():
         return F.linear(F.layer_norm(x, (channels,), norm_weight.half(), norm_bias.half()), w_in.t())
@@ -102,6 +103,14 @@ def sweep_stage(stage: int) -> list[dict]:
     return rows
 
 
+def print_row(row: dict) -> None:
+    """One short line: the device's reply shows only the end of the output."""
+    config = " ".join(f"{k}={v}" for k, v in row.items() if k not in ("stage", "kernel", "ms", "GB_per_s",
+                                                                       "registers", "spills", "error"))
+    figures = row.get("error") or f"{row['ms']:.3f} ms {row['GB_per_s']:.0f} GB/s r{row.get('registers')} s{row.get('spills')}"
+    print(f"s{row['stage']} {row['kernel']:<22} {config:<34} {figures}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", default="1,3")
@@ -110,11 +119,6 @@ def main() -> None:
     rows = []
     for stage in (int(s) for s in args.stages.split(",")):
         rows += sweep_stage(stage)
-    for row in rows:  # one short line each: the reply shows only the end of the output
-        config = " ".join(f"{k}={v}" for k, v in row.items() if k not in ("stage", "kernel", "ms", "GB_per_s",
-                                                                           "registers", "spills", "error"))
-        figures = row.get("error") or f"{row['ms']:.3f} ms {row['GB_per_s']:.0f} GB/s r{row.get('registers')} s{row.get('spills')}"
-        print(f"s{row['stage']} {row['kernel']:<22} {config:<34} {figures}")
     if args.json:
         with open(args.json, "w") as stream:
             json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, stream, indent=1)
