@@ -17,6 +17,8 @@ for graphs in --graphs ""; do  # the raw network, no engine
   python3 benchmarks/profile_network.py --network mlla_unet:t --size 512 --batch 32 --repeat 10 $graphs \
     --json "$out/profile_mlla_unet_t_gpu.json"
 done
+python3 benchmarks/block_kernel_times.py --json "$out/block_kernel_times_gpu.json" | grep "^stage"
+python3 benchmarks/engine_overhead.py --json "$out/engine_overhead_gpu.json"
 medseg bench --device cuda --input 1x3x512x512x256 --batch-size 32 --repeat 3 \
   --networks mlla_unet:t,nnunet_plain:2d --json "$out/bench_gpu_2d_mlla.json"
 medseg bench --device cuda --input 1x3x512x512x256 --batch-size 32 --repeat 3 --no-cuda-graphs \

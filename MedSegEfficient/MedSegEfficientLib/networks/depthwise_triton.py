@@ -18,9 +18,10 @@ import triton.language as tl
 
 _MODES = {"same": 0, "stride2": 1, "transposed2": 2}
 _ACTIVATIONS = {None: 0, "silu": 1, "relu": 2}
-# Outputs per program and warps. 4096 outputs on 4 warps took some 250 registers per thread: two programs per SM
-# (12.5 % occupancy), 27-36 % of the H100's memory bandwidth under Nsight Compute.
-_TILE, _WARPS = 1024, 4
+# Outputs per program and warps. 4096 outputs on 4 warps run at 12.5 % occupancy (registers) and 27-36 % of the
+# H100's memory bandwidth under Nsight Compute, yet 1024-output tiles ran 1.7x slower: a row's neighbouring columns
+# are reused from L1 only within a program (benchmarks/block_kernel_times.py, docs/benchmarks.md).
+_TILE, _WARPS = 4096, 4
 
 
 @triton.jit
