@@ -40,7 +40,8 @@ def _time(run, kernel, bytes_moved: float) -> dict:
     return row
 
 
-def sweep_stage(stage: int) -> list[dict]:
+def sweep_stage(stage: int, kernels: set[str] | None = None) -> list[dict]:
+    """Every configuration of the kernels named in ``kernels`` (all when None) at one stage's shapes."""
     channels, heads, side = STAGES[stage]
     tokens = side * side
     half = torch.float16
@@ -60,6 +61,8 @@ def sweep_stage(stage: int) -> list[dict]:
     rows = []
 
     def add(name: str, config: dict, run, kernel, bytes_moved: float) -> None:
+        if kernels is not None and name not in kernels:
+            return
         try:
             row = {"stage": stage, "kernel": name, **config, **_time(run, kernel, bytes_moved)}
         except Exception as error:  # a configuration the chip cannot hold (shared memory, registers)
@@ -114,11 +117,14 @@ def print_row(row: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", default="1,3")
+    parser.add_argument("--kernels", help="comma-separated names as printed (attention_output,depthwise+residual,...); "
+                        "every configuration compiles once, so all kernels at three stages take over 8 minutes")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
+    kernels = set(args.kernels.split(",")) if args.kernels else None
     for stage in (int(s) for s in args.stages.split(",")):
-        rows += sweep_stage(stage)
+        rows += sweep_stage(stage, kernels)
     if args.json:
         with open(args.json, "w") as stream:
             json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, stream, indent=1)
