@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from MedSegEfficientLib.bench import _model_for, machine_description, synthetic_volume
+from MedSegEfficientLib.bench import bench_model, machine_description, synthetic_volume
 from MedSegEfficientLib.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.profiling import parse_shape
 
@@ -33,7 +33,7 @@ def main() -> None:
     rows = []
     for entry in args.networks.split(","):
         torch.manual_seed(0)
-        model = _model_for(entry, volume, args)
+        model = bench_model(entry, volume, args)
         row = {"entry": entry}
         labels = {}
         for graphs in (False, True, True):  # the second graphed run is timed warm

@@ -19,9 +19,9 @@ from typing import Callable
 
 import torch
 
+from MedSegEfficientLib.bench import bench_model
 from MedSegEfficientLib.bench import synthetic_volume
-from MedSegEfficientLib.card import LabelInfo, ModelCard, NetworkInfo, Normalization
-from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
+from MedSegEfficientLib.checkpoint import LoadedModel
 from MedSegEfficientLib.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.preprocessing import to_model_grid
 from MedSegEfficientLib.profiling import parse_shape
@@ -76,14 +76,8 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
 
     volume = synthetic_volume(parse_shape(args.input))
-    name, _, preset = args.network.partition(":")
-    card = ModelCard(
-        name=args.network, network=NetworkInfo(name, preset or None), spatial_dims=2, in_channels=volume.channels,
-        labels=[LabelInfo(value=v, name=f"class_{v}") for v in range(1, args.classes)],
-        normalization=Normalization(kind="ct", lower=-1000, upper=1000, mean=0, std=500), spacing=None,
-        orientation="none", patch_size=None, size_divisor=128)
-    torch.manual_seed(0)
-    real = LoadedModel(card=card, network=build_from_card(card).eval())
+    real = bench_model(args.network, volume, argparse.Namespace(classes=args.classes, patch=None))  # as medseg bench
+    card = real.card
     null = LoadedModel(card=card, network=NullNetwork(args.classes))
     slices = volume.grid_shape[0]
     batches = math.ceil(slices / args.batch)
@@ -91,7 +85,8 @@ def main() -> None:
 
     figures: dict[str, float] = {}
     for graphs, label in ((None, "graphs"), (False, "eager")):
-        figures[f"engine, real network, {label}"] = per_batch(engine_ms(real, volume, args.batch, graphs, args.repeat)[0])
+        engine_time, _ = engine_ms(real, volume, args.batch, graphs, args.repeat)
+        figures[f"engine, real network, {label}"] = per_batch(engine_time)
     null_ms, null_labels = engine_ms(null, volume, args.batch, False, args.repeat)
     figures["engine, null network"] = per_batch(null_ms)
     # The null network gives every batch the same scores: every batch of labels must be their argmax, in order.
@@ -102,9 +97,11 @@ def main() -> None:
     grid = to_model_grid(volume, card).array  # (C, k, j, i) float32, as the engine reads it
     source = torch.from_numpy(grid)
     pinned = staging_buffer(source, args.batch, torch.float16, pinned=True)
-    figures["stage one batch on the host"] = round(best_ms(lambda: stage(source, 0, args.batch, pinned), args.repeat, False), 2)
+    staging = best_ms(lambda: stage(source, 0, args.batch, pinned), args.repeat, cuda=False)
+    figures["stage one batch on the host"] = round(staging, 2)
     on_gpu = pinned.cuda()
-    figures["copy one batch to the GPU"] = round(best_ms(lambda: on_gpu.copy_(pinned, non_blocking=True), args.repeat), 2)
+    upload = best_ms(lambda: on_gpu.copy_(pinned, non_blocking=True), args.repeat)
+    figures["copy one batch to the GPU"] = round(upload, 2)
     network = real.network.cuda()
     from MedSegEfficientLib.cuda_graphs import GraphedForward
     graphed = GraphedForward(network)
@@ -114,6 +111,7 @@ def main() -> None:
         labels = torch.empty((slices, *grid.shape[2:]), dtype=torch.uint8, device="cuda")
         figures["argmax into the labels"] = round(best_ms(
             lambda: labels[:args.batch].copy_(logits.argmax(1).to(torch.uint8)), args.repeat), 2)
+        # The engine's way before label_download.py: one pageable copy of the whole label volume at the end.
         figures["all labels to the host (per batch)"] = per_batch(best_ms(lambda: labels.cpu().numpy(), args.repeat))
 
     width = max(map(len, figures))

@@ -80,7 +80,7 @@ def synthetic_volume(shape: tuple[int, ...]) -> Volume:
 
 
 def bench_one(entry: str, volume: Volume, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
-    model = _model_for(entry, volume, args)
+    model = bench_model(entry, volume, args)
     dims = model.card.spatial_dims
     batch = args.batch_size or (4 if dims == 3 else 32)
     segmenter = Segmenter(model, SegmentOptions(device=device.type, fast=args.fast, batch_size=batch,
@@ -108,7 +108,7 @@ def bench_one(entry: str, volume: Volume, device: torch.device, args: argparse.N
     return result
 
 
-def _model_for(entry: str, volume: Volume, args: argparse.Namespace) -> LoadedModel:
+def bench_model(entry: str, volume: Volume, args: argparse.Namespace) -> LoadedModel:
     if entry.endswith(".safetensors") or Path(entry).is_file():
         return load_model(entry)
     name, _, dims_text = entry.partition("/")

@@ -9,8 +9,8 @@ division, LePE, gate, output projection, residual). Here, given qk = y @ W_qk^T 
   times the gate, through the output projection (accumulated over heads), plus bias and residual. Reads q, v with
   its 3x3 neighbourhood, the gate and the residual; writes the block's new tokens once.
 
-RoPE rotates channel pairs split in registers, with angles from small per-axis tables; no rotated copy is made. Head width D must be a power
-of two of at least 16 and C = heads * D; ``mlla_fused.py`` decides where these apply.
+RoPE rotates channel pairs split in registers, with angles from small per-axis tables; no rotated copy is made.
+Head width D must be a power of two of at least 16 and C = heads * D; ``mlla_fused.py`` decides where these apply.
 """
 
 from __future__ import annotations

@@ -25,10 +25,16 @@ NORMALISER_EPSILON = 1e-6
 ROPE_BASE = 10000.0
 
 
+def _rope_theta(channels: int, base: float, device: torch.device) -> torch.Tensor:
+    """theta_p = base^(-p / P) for the P = C / 4 channel pairs of one grid axis, float64."""
+    per_axis = channels // 4
+    return base ** (-torch.arange(per_axis, dtype=torch.float64, device=device) / per_axis)
+
+
 @lru_cache(maxsize=32)
 def _rope_angles(height: int, width: int, channels: int, base: float, device: torch.device) -> torch.Tensor:
     per_axis = channels // 4  # channel pairs turned by the row, the same number by the column
-    theta = base ** (-torch.arange(per_axis, dtype=torch.float64, device=device) / per_axis)
+    theta = _rope_theta(channels, base, device)
     rows = torch.arange(height, dtype=torch.float64, device=device)[:, None, None] * theta
     cols = torch.arange(width, dtype=torch.float64, device=device)[None, :, None] * theta
     return torch.cat([rows.expand(height, width, per_axis), cols.expand(height, width, per_axis)], dim=-1)
@@ -38,9 +44,8 @@ def _rope_angles(height: int, width: int, channels: int, base: float, device: to
 def rope_axis_tables(length: int, channels: int, base: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(length, C / 2) float32 cosines and sines of pair p's angle at grid coordinate a: a * theta_(p mod C / 4).
     Pairs below C / 4 take the row as a, the others the column: the per-token tables, factored by axis."""
-    per_axis = channels // 4
     with torch.inference_mode(False), torch.no_grad():
-        theta = base ** (-torch.arange(per_axis, dtype=torch.float64, device=device) / per_axis)
+        theta = _rope_theta(channels, base, device)
         angles = torch.arange(length, dtype=torch.float64, device=device)[:, None] * theta.repeat(2)
         return angles.cos().float(), angles.sin().float()
 
