@@ -36,13 +36,17 @@ def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return float((ours.float() - reference).abs().max() / reference.abs().max())
 
 
+@pytest.mark.parametrize("path, project_in_kernel", [("fused_block", True), ("fused_block", False),
+                                                     ("wide_block", False)])
 @pytest.mark.parametrize("channels, heads, height, width", [(64, 2, 12, 12), (32, 1, 5, 7)])
-def test_fused_block_matches_the_block(channels, heads, height, width):
+def test_fused_block_matches_the_block(path, project_in_kernel, channels, heads, height, width, monkeypatch):
+    """Each fast path, and fused_block's attention projected in its kernel or by cuBLAS after a per-head pass."""
+    monkeypatch.setattr(mlla_fused, "PROJECT_IN_KERNEL_MAX_WIDTH", 1024 if project_in_kernel else 0)
     block = _randomised(MLLABlock(channels, heads))
     x = torch.randn(2, height * width, channels)
     with torch.no_grad():
         reference = block(x, height, width) - x  # what the block adds: the residual would hide errors
-        ours = mlla_fused.fused_block(block, x.half(), height, width).float() - x.half().float()
+        ours = getattr(mlla_fused, path)(block, x.half(), height, width).float() - x.half().float()
     assert ours.shape == reference.shape
     assert _relative_error(ours, reference) < 1e-2  # float16 operands, float32 accumulation
 
@@ -117,14 +121,17 @@ def test_depthwise_kernel_modes_match_torch(mode):
 def test_fused_paths_are_for_half_precision_cuda_inference_only():
     block = MLLABlock(64, 2).eval()
     half_cpu = torch.randn(1, 16, 64).half()
-    assert not mlla_fused.block_applies(block, half_cpu)  # CPU: torch's modules
+    assert mlla_fused.block_path(block, half_cpu) is None  # CPU: torch's modules
     assert mlla_samplers_fused.inference_half_dtype(block, half_cpu) is None
     if torch.cuda.is_available():
         cuda_block = MLLABlock(64, 2).cuda().eval()
         with torch.no_grad():
-            assert mlla_fused.block_applies(cuda_block, half_cpu.cuda())
-            assert not mlla_fused.block_applies(cuda_block, half_cpu.cuda().float())  # float32 stays in torch
-            assert not mlla_fused.block_applies(cuda_block.train(), half_cpu.cuda())  # training: autograd
+            assert mlla_fused.block_path(cuda_block, half_cpu.cuda()) is mlla_fused.fused_block
+            assert mlla_fused.block_path(cuda_block, half_cpu.cuda().float()) is None  # float32 stays in torch
+            assert mlla_fused.block_path(cuda_block.train(), half_cpu.cuda()) is None  # training: autograd
+            wide = mlla_fused.WIDE_BLOCK_MIN_WIDTH
+            wide_block = MLLABlock(wide, wide // 32).cuda().eval()
+            assert mlla_fused.block_path(wide_block, torch.randn(1, 16, wide).half().cuda()) is mlla_fused.wide_block
 
 
 def test_prepared_weights_are_kept_until_a_parameter_changes():

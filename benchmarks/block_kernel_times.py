@@ -1,5 +1,5 @@
 """GPU time of each kernel in one MLLA block, per stage of MLLA-UNet-T at 512^2 with batch 32 (half precision,
-inference: the fused path where it applies, torch's modules at width 512).
+inference: ``mlla_fused.block_path``'s choice, fused_block or wide_block).
 
     python3 benchmarks/block_kernel_times.py [--stages 1,2,3,4] [--calls 10] [--json FILE]
 

@@ -1,6 +1,7 @@
 """Times MLLA's fused Triton kernels per launch configuration at the shapes MLLA-UNet-T meets at 512^2, batch 32,
 beside the torch ops they replace: median GPU time, effective bandwidth (the fewest bytes each must move) and the
-compiler's registers and spills. Picks the defaults in norm_linear_triton.py and attention_triton.py.
+compiler's registers and spills. Picks the defaults in norm_linear_triton.py, attention_triton.py and
+depthwise_triton.py.
 
     python3 benchmarks/fused_kernel_sweep.py [--stages 1,3] [--json FILE]
 """
@@ -98,6 +99,11 @@ def sweep_stage(stage: int, kernels: set[str] | None = None) -> list[dict]:
         add("attention_output", config, lambda: attention_triton.attention_output(
             qk, x, gate, x, memory, mean_key, lepe, lepe_bias, out_t, out_bias, side, side, 1e-6,
             launch=config), attention_triton._attention_output, 5 * size)
+    for block_m, warps in itertools.product((16, 32, 64, 128), (1, 2, 4)):
+        config = {"BLOCK_M": block_m, "num_warps": warps}
+        add("attention_gated", config, lambda: attention_triton.attention_gated(
+            qk, x, gate, memory, mean_key, lepe, lepe_bias, side, side, 1e-6, launch=config),
+            attention_triton._attention_gated, 4 * size)
     dw_weight, dw_bias = torch.randn(channels, 1, 3, 3, device="cuda", dtype=half), b2
     for tile, block_c, warps in itertools.product((512, 1024, 2048, 4096), (32, 64), (2, 4)):
         config = {"TILE": tile, "BLOCK_C": block_c, "num_warps": warps}

@@ -35,12 +35,18 @@ def main() -> None:
                         "milliseconds per call of each between CUDA events (eager), grouped by class and input width")
     parser.add_argument("--fused-max-width", type=int, help="MLLA blocks up to this width take the fused kernels "
                         "(mlla_fused.FUSED_BLOCK_MAX_WIDTH; 0: none)")
+    parser.add_argument("--wide-min-width", type=int, help="MLLA blocks from this width take the wide path, cuBLAS "
+                        "products around the Triton attention (mlla_fused.WIDE_BLOCK_MIN_WIDTH)")
+    parser.add_argument("--project-in-kernel-max-width", type=int, help="fused MLLA blocks up to this width "
+                        "project the attention in its output kernel (mlla_fused.PROJECT_IN_KERNEL_MAX_WIDTH)")
     parser.add_argument("--json", help="append the figures to this JSON-lines file")
     args = parser.parse_args()
 
-    if args.fused_max_width is not None:
-        from MedSegEfficientLib.networks import mlla_fused
-        mlla_fused.FUSED_BLOCK_MAX_WIDTH = args.fused_max_width
+    from MedSegEfficientLib.networks import mlla_fused
+    for option, setting in (("fused_max_width", "FUSED_BLOCK_MAX_WIDTH"), ("wide_min_width", "WIDE_BLOCK_MIN_WIDTH"),
+                            ("project_in_kernel_max_width", "PROJECT_IN_KERNEL_MAX_WIDTH")):
+        if getattr(args, option) is not None:
+            setattr(mlla_fused, setting, getattr(args, option))
     name, _, preset = args.network.partition(":")
     spec = get_network_spec(name)
     torch.manual_seed(0)
@@ -81,7 +87,8 @@ def main() -> None:
     best = min(times)
     if args.graphs and graphed.disabled_because:
         print(f"no graph: {graphed.disabled_because}")
-    figures = {"network": args.network, "graphs": args.graphs, "size": args.size, "batch": args.batch, "channels_last": args.channels_last, "compiled": args.compile,
+    figures = {"network": args.network, "graphs": args.graphs, "wide_min_width": mlla_fused.WIDE_BLOCK_MIN_WIDTH,
+               "project_in_kernel_max_width": mlla_fused.PROJECT_IN_KERNEL_MAX_WIDTH, "size": args.size, "batch": args.batch, "channels_last": args.channels_last, "compiled": args.compile,
                "images_per_second": round(args.batch / best, 1), "ms_per_batch": round(1000 * best, 2),
                "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                "device": torch.cuda.get_device_name()}

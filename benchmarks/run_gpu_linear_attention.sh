@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 5 GPU figures (device tool's H100): HRMedSeg fine-tuning memory at 1024^2 (batch 4 and 16, with and
-# without activation checkpointing, fp32 and bf16); the GPU-only kernels and paths checked against torch; CUDA
+# Issue 5 GPU figures (device tool: H100 until 2026-11-23, H200 since): HRMedSeg fine-tuning memory at 1024^2
+# (batch 4 and 16, with and without activation checkpointing, fp32 and bf16); the GPU-only kernels and paths checked against torch; CUDA
 # graph replay of 2D slice batches against the eager engine; inference throughput of MLLA-UNet-T (512^2, batch 32)
 # and HRMedSeg (1024^2, batch 16) against nnU-Net 2d through the same engine (CUDA graphs: the engine's default
 # for 2D batches, and off); time/memory against image size.
@@ -8,21 +8,14 @@
 set -euo pipefail
 out=${1:-docs/figures}
 mkdir -p "$out"
-rm -f "$out/profile_mlla_unet_t_gpu.json"  # appended to below
-python3 benchmarks/token_network_check.py --json "$out/token_network_check.json" | tail -1
+# MLLA-UNet-T against nnU-Net 2d, graphs and eager, with the kernel checks, raw network and block times:
+bash benchmarks/run_gpu_mlla_throughput.sh "$out" _gpu
 python3 benchmarks/cuda_graph_check.py --networks mlla_unet:t,hrmedseg:default,nnunet_plain:2d \
   --input 1x1x512x512x64 --batch 8 --json "$out/cuda_graph_check_2d.json"
 python3 benchmarks/fused_kernel_sweep.py --stages 1,3 --json "$out/fused_kernel_sweep_gpu.json" | tail -4
-for graphs in --graphs ""; do  # the raw network, no engine
-  python3 benchmarks/profile_network.py --network mlla_unet:t --size 512 --batch 32 --repeat 10 $graphs \
-    --json "$out/profile_mlla_unet_t_gpu.json"
-done
-python3 benchmarks/block_kernel_times.py --json "$out/block_kernel_times_gpu.json" | grep "^stage"
+python3 benchmarks/profile_network.py --network mlla_unet:t --size 512 --batch 32 --repeat 10 \
+  --json "$out/profile_mlla_unet_t_gpu.json"  # the raw network, eager (beside the graphs' line above)
 python3 benchmarks/engine_overhead.py --json "$out/engine_overhead_gpu.json"
-medseg bench --device cuda --input 1x3x512x512x256 --batch-size 32 --repeat 3 \
-  --networks mlla_unet:t,nnunet_plain:2d --json "$out/bench_gpu_2d_mlla.json"
-medseg bench --device cuda --input 1x3x512x512x256 --batch-size 32 --repeat 3 --no-cuda-graphs \
-  --networks mlla_unet:t,nnunet_plain:2d --json "$out/bench_gpu_2d_mlla_eager.json"
 medseg bench --device cuda --input 1x3x1024x1024x256 --batch-size 16 --repeat 3 \
   --networks hrmedseg:default --json "$out/bench_gpu_2d_hrmedseg.json"
 medseg bench --device cuda --input 1x3x1024x1024x256 --batch-size 16 --repeat 3 --no-cuda-graphs \

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from MedSegEfficientLib.networks import build_network, token_layout
+from MedSegEfficientLib.networks import build_network, mlla_fused, token_layout
 from MedSegEfficientLib.networks.layer_norm_triton import layer_norm_rows
 from MedSegEfficientLib.networks.linear_attention import LinearAttention
 from MedSegEfficientLib.networks.mlla_unet import MLLABlock
@@ -92,7 +92,10 @@ def check_mlla_fused() -> list[dict]:
             with mock.patch.object(token_layout, "_triton_installed", lambda: False):
                 plain = block(x, height, width).float() - x.float()
         error = ((fused - plain).abs().max() / plain.abs().max()).item()
-        results.append({"part": "block", "channels": channels, "heads": heads, "grid": [height, width],
+        with torch.inference_mode():
+            path = mlla_fused.block_path(block, x)
+        results.append({"part": "block", "path": path.__name__ if path else "torch", "channels": channels,
+                        "heads": heads, "grid": [height, width],
                         "max_relative_error": error, "ok": error < 2e-2})
     torch.manual_seed(0)
     network = build_network("mlla_unet", 2, 3, 14).cuda().eval()

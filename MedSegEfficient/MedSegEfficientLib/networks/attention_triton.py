@@ -74,6 +74,39 @@ def _attention_memory(qk_ptr, v_ptr, cos_ptr, sin_ptr, memory_ptr, key_sum_ptr, 
 
 
 @triton.jit
+def _gated_head(qk_ptr, v_ptr, gate_ptr, cos_ptr, sin_ptr, memory_ptr, mean_key_ptr, lepe_weight_ptr,
+                lepe_bias_ptr, token, position, image, valid, head, tokens, height, width, gate_stride, eps,
+                C: tl.constexpr, D: tl.constexpr, GATE_SILU: tl.constexpr):
+    """gate * (RoPE(phi q) @ memory / (phi q . mean phi k + eps) + LePE(v)) for one head of a token tile:
+    (rows, D) in v's precision."""
+    grid_row, grid_column = position // width, position % width
+    channel = head * D + tl.arange(0, D)[None, :]
+    phi, rotated = _rotated_features(qk_ptr, cos_ptr, sin_ptr, token, position, width, head, valid, 0, C, D)
+    memory = tl.load(memory_ptr + (image * (C // D) + head).to(tl.int64) * D * D
+                     + tl.arange(0, D)[:, None] * D + tl.arange(0, D)[None, :])
+    value_type = v_ptr.dtype.element_ty
+    numerator = tl.dot(rotated.to(value_type), memory.to(value_type))
+    mean_key = tl.load(mean_key_ptr + image.to(tl.int64) * C + channel)
+    attended = numerator / (tl.sum(phi * mean_key, axis=1)[:, None] + eps)
+    attended += tl.load(lepe_bias_ptr + channel).to(tl.float32)
+    for dy in tl.static_range(3):  # LePE: depthwise 3x3 of v, zero padded
+        source_row = grid_row + dy - 1
+        for dx in tl.static_range(3):
+            source_column = grid_column + dx - 1
+            inside = valid & (source_row >= 0) & (source_row < height) & (source_column >= 0) \
+                & (source_column < width)
+            source = image * tokens + source_row * width + source_column
+            v = tl.load(v_ptr + source.to(tl.int64) * C + channel, mask=inside, other=0.0)
+            tap = tl.load(lepe_weight_ptr + channel * 9 + dy * 3 + dx).to(tl.float32)
+            attended += v.to(tl.float32) * tap
+    gate = tl.load(gate_ptr + token.to(tl.int64) * gate_stride + channel, mask=valid, other=0.0)
+    if GATE_SILU:  # the raw gate projection: SiLU here, rounded as a stored activation would be
+        gate = gate.to(tl.float32)
+        gate = (gate * tl.sigmoid(gate)).to(value_type)
+    return (attended.to(value_type) * gate).to(value_type)
+
+
+@triton.jit
 def _attention_output(qk_ptr, v_ptr, gate_ptr, residual_ptr, cos_ptr, sin_ptr, memory_ptr, mean_key_ptr,
                       lepe_weight_ptr, lepe_bias_ptr, out_weight_t_ptr, out_bias_ptr, out_ptr,
                       tokens, height, width, gate_stride, eps,
@@ -82,31 +115,11 @@ def _attention_output(qk_ptr, v_ptr, gate_ptr, residual_ptr, cos_ptr, sin_ptr, m
     position = tile * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]
     valid = position < tokens
     token = image * tokens + position
-    grid_row, grid_column = position // width, position % width
-    head_channel = tl.arange(0, D)[None, :]
     total = tl.zeros([BLOCK_M, C], dtype=tl.float32)
     for head in tl.static_range(C // D):
-        channel = head * D + head_channel
-        phi, rotated = _rotated_features(qk_ptr, cos_ptr, sin_ptr, token, position, width, head, valid, 0, C, D)
-        memory = tl.load(memory_ptr + (image * (C // D) + head).to(tl.int64) * D * D
-                         + tl.arange(0, D)[:, None] * D + head_channel)
-        value_type = v_ptr.dtype.element_ty
-        numerator = tl.dot(rotated.to(value_type), memory.to(value_type))
-        mean_key = tl.load(mean_key_ptr + image.to(tl.int64) * C + channel)
-        attended = numerator / (tl.sum(phi * mean_key, axis=1)[:, None] + eps)
-        attended += tl.load(lepe_bias_ptr + channel).to(tl.float32)
-        for dy in tl.static_range(3):  # LePE: depthwise 3x3 of v, zero padded
-            source_row = grid_row + dy - 1
-            for dx in tl.static_range(3):
-                source_column = grid_column + dx - 1
-                inside = valid & (source_row >= 0) & (source_row < height) & (source_column >= 0) \
-                    & (source_column < width)
-                source = image * tokens + source_row * width + source_column
-                v = tl.load(v_ptr + source.to(tl.int64) * C + channel, mask=inside, other=0.0)
-                tap = tl.load(lepe_weight_ptr + channel * 9 + dy * 3 + dx).to(tl.float32)
-                attended += v.to(tl.float32) * tap
-        gate = tl.load(gate_ptr + token.to(tl.int64) * gate_stride + channel, mask=valid, other=0.0)
-        gated = (attended.to(value_type) * gate).to(value_type)
+        gated = _gated_head(qk_ptr, v_ptr, gate_ptr, cos_ptr, sin_ptr, memory_ptr, mean_key_ptr, lepe_weight_ptr,
+                            lepe_bias_ptr, token, position, image, valid, head, tokens, height, width, gate_stride,
+                            eps, C, D, False)
         out_weight_t = tl.load(out_weight_t_ptr + (head * D + tl.arange(0, D))[:, None] * C
                                + tl.arange(0, C)[None, :])  # rows of this head: (D, C)
         total += tl.dot(gated, out_weight_t)
@@ -115,6 +128,22 @@ def _attention_output(qk_ptr, v_ptr, gate_ptr, residual_ptr, cos_ptr, sin_ptr, m
     total += tl.load(out_bias_ptr + columns).to(tl.float32)
     total += tl.load(residual_ptr + offsets, mask=valid, other=0.0).to(tl.float32)
     tl.store(out_ptr + offsets, total.to(out_ptr.dtype.element_ty), mask=valid)
+
+
+@triton.jit
+def _attention_gated(qk_ptr, v_ptr, gate_ptr, cos_ptr, sin_ptr, memory_ptr, mean_key_ptr, lepe_weight_ptr,
+                     lepe_bias_ptr, out_ptr, tokens, height, width, gate_stride, eps,
+                     C: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, GATE_SILU: tl.constexpr):
+    # One head per program: with no projection to accumulate over heads, they need not share a program, and
+    # wide tokens (few tiles, many heads) fill the GPU.
+    tile, head, image = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    position = tile * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]
+    valid = position < tokens
+    token = image * tokens + position
+    gated = _gated_head(qk_ptr, v_ptr, gate_ptr, cos_ptr, sin_ptr, memory_ptr, mean_key_ptr, lepe_weight_ptr,
+                        lepe_bias_ptr, token, position, image, valid, head, tokens, height, width, gate_stride,
+                        eps, C, D, GATE_SILU)
+    tl.store(out_ptr + token.to(tl.int64) * C + head * D + tl.arange(0, D)[None, :], gated, mask=valid)
 
 
 def attention_memory(qk: torch.Tensor, v: torch.Tensor, height: int, width: int, heads: int,
@@ -155,4 +184,23 @@ def attention_output(qk: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, resi
     _attention_output[(triton.cdiv(tokens, config["BLOCK_M"]), batch)](
         qk, v, gate, residual, cos, sin, memory, mean_key, lepe_weight, lepe_bias, out_weight_t, out_bias,
         out, tokens, height, width, gate.stride(1), eps, C=channels, D=head_dim, **config)
+    return out
+
+
+def attention_gated(qk: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, memory: torch.Tensor,
+                    mean_key: torch.Tensor, lepe_weight: torch.Tensor, lepe_bias: torch.Tensor, height: int,
+                    width: int, eps: float, gate_silu: bool = True, launch: dict | None = None) -> torch.Tensor:
+    """gate * attention(...) as (B, N, C), for tokens whose output projection cuBLAS does better
+    (``mlla_fused``): ``gate`` a view with rows ``gate.stride(1)`` apart, before its SiLU when ``gate_silu``;
+    other arguments as for ``attention_output``."""
+    batch, tokens, channels = v.shape
+    heads = memory.shape[1]
+    # 64 tokens on 4 warps: best at widths 128 and 256 on the H200 (benchmarks/fused_kernel_sweep.py); 32 on 2
+    # warps ran faster alone at width 512 but slower inside the network (block_kernel_times.py).
+    config = {"BLOCK_M": 64, "num_warps": 4, **(launch or {})}
+    out = torch.empty_like(v)
+    cos, sin = rope_axis_tables(max(height, width), channels, ROPE_BASE, v.device)
+    _attention_gated[(triton.cdiv(tokens, config["BLOCK_M"]), heads, batch)](
+        qk, v, gate, cos, sin, memory, mean_key, lepe_weight, lepe_bias, out, tokens, height, width, gate.stride(1),
+        eps, C=channels, D=memory.shape[-1], GATE_SILU=gate_silu, **config)
     return out

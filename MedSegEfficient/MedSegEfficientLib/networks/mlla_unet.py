@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear_attention import LinearAttention
-from .mlla_fused import block_applies, fused_block, fused_head, head_applies
+from .mlla_fused import block_path, fused_head, head_applies
 from .mlla_samplers_fused import fused_downsample, fused_stem, fused_upsample, inference_half_dtype
 from .registry import NetworkSpec, register_network
 from .token_layout import LayerNorm, depthwise_tokens
@@ -91,8 +91,9 @@ class MLLABlock(nn.Module):
         self.mlp.fc1, self.mlp.act, self.mlp.fc2 = nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim)
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        if block_applies(self, x):  # half-precision CUDA inference: the same maths in nine fused kernels
-            return fused_block(self, x, height, width)
+        fast_path = block_path(self, x)
+        if fast_path is not None:  # half-precision CUDA inference: the same maths in fused kernels
+            return fast_path(self, x, height, width)
         x = depthwise_tokens(self.cpe1, x, height, width, residual=x)
         normed = self.norm1(x)
         gate = F.silu(self.act_proj(normed))
