@@ -88,7 +88,8 @@ def main() -> None:
     if args.graphs and graphed.disabled_because:
         print(f"no graph: {graphed.disabled_because}")
     figures = {"network": args.network, "graphs": args.graphs, "wide_min_width": mlla_fused.WIDE_BLOCK_MIN_WIDTH,
-               "project_in_kernel_max_width": mlla_fused.PROJECT_IN_KERNEL_MAX_WIDTH, "size": args.size, "batch": args.batch, "channels_last": args.channels_last, "compiled": args.compile,
+               "project_in_kernel_max_width": mlla_fused.PROJECT_IN_KERNEL_MAX_WIDTH, "size": args.size,
+               "batch": args.batch, "channels_last": args.channels_last, "compiled": args.compile,
                "images_per_second": round(args.batch / best, 1), "ms_per_batch": round(1000 * best, 2),
                "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                "device": torch.cuda.get_device_name()}

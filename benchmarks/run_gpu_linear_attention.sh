@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 5 GPU figures (device tool: H100 until 2026-11-23, H200 since): HRMedSeg fine-tuning memory at 1024^2
-# (batch 4 and 16, with and without activation checkpointing, fp32 and bf16); the GPU-only kernels and paths checked against torch; CUDA
-# graph replay of 2D slice batches against the eager engine; inference throughput of MLLA-UNet-T (512^2, batch 32)
-# and HRMedSeg (1024^2, batch 16) against nnU-Net 2d through the same engine (CUDA graphs: the engine's default
-# for 2D batches, and off); time/memory against image size.
+# (batch 4 and 16, with and without activation checkpointing, fp32 and bf16); the GPU-only kernels and paths
+# checked against torch; CUDA graph replay of 2D slice batches against the eager engine; inference throughput
+# of MLLA-UNet-T (512^2, batch 32) and HRMedSeg (1024^2, batch 16) against nnU-Net 2d through the same engine
+# (CUDA graphs: the engine's default for 2D batches, and off); time/memory against image size.
 #   bash benchmarks/run_gpu_linear_attention.sh [OUT_FOLDER]
 set -euo pipefail
 out=${1:-docs/figures}
