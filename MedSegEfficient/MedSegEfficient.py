@@ -1,20 +1,23 @@
 """MedSegEfficient: segment the active CT, MRI or RGB image with an efficient deep network, as an editable
 segmentation.
 
-Thin by design: Module, parameter node, Widget, Logic and Test classes. The behaviour lives in MedSegEfficientLib
-(model picker, preflight, background run, region, undo), which imports neither qt nor slicer at module level and
-is tested without Slicer; the widget only wires it to the panel.
+Thin by design, as Slicer's scripted-module template: Module, parameter node, Widget and Test. The Logic is
+MedSegEfficientLib.slicer.logic.MedSegEfficientLogic (model picker, preflight, background run, region, undo),
+which imports neither qt nor torch at module level and is tested without Slicer; the widget only wires it to the
+panel. Torch and the other dependencies are installed and imported on the first Segment, not when the panel opens.
 """
 
 import logging
+import sys
 from typing import Annotated
 
 import qt
 import slicer
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
+
+from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
 
 DEVICES = {"Auto": "auto", "GPU": "cuda", "CPU": "cpu"}
 POLL_MILLISECONDS = 100
@@ -26,7 +29,7 @@ class MedSegEfficient(ScriptedLoadableModule):
         self.parent.title = "MedSegEfficient"
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = []
-        self.parent.contributors = ["MedSegEfficient developers"]
+        self.parent.contributors = ["MedSegEfficient maintainers (https://github.com/medsegefficient/SlicerMedSegEfficient)"]
         self.parent.helpText = ("Segment the selected volume with an efficient deep network (shipped or imported "
                                 "model file) on the GPU or CPU; the result is an editable segmentation.")
         self.parent.acknowledgementText = ("Sample data and demo labels: TotalSegmentator (Wasserthal et al., "
@@ -67,7 +70,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(panel)
         self.ui = slicer.util.childWidgetVariables(panel)
         panel.setMRMLScene(slicer.mrmlScene)
-        self.logic = MedSegEfficientLogic()
+        self.logic = MedSegEfficientLogic(ensureDependencies=ensureDependencies)
+        self.logic.loadTerminology(slicer.modules.terminologies.logic())
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MILLISECONDS)
         self._timer.timeout.connect(self._poll)
@@ -75,7 +79,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.importModelButton.clicked.connect(self.onImportModel)
         self.ui.undoButton.clicked.connect(self.onUndo)
         self.ui.modelSelector.currentIndexChanged.connect(self._onModelChosen)
-        self.ui.deviceInfoLabel.text = self.logic.deviceInfo()
+        self.ui.deviceInfoLabel.text = self.logic.deviceInfo()  # from the driver: no CUDA context at setup
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
@@ -89,9 +93,14 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self):
-        if self._parameterNode and self._guiConnections is not None:
-            self._parameterNode.disconnectGui(self._guiConnections)
-            self._guiConnections = None
+        # Nothing listens while the module is hidden: the GUI bindings and the parameter-node observer go.
+        self.setParameterNode(None)
+
+    def onReload(self):
+        """Reload the Lib too (Slicer's reload re-reads only this file): its modules are dropped and re-imported."""
+        for name in [name for name in sys.modules if name == "MedSegEfficientLib" or name.startswith("MedSegEfficientLib.")]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -237,37 +246,11 @@ def vtk_modified_event():
     return vtk.vtkCommand.ModifiedEvent
 
 
-def _panel_logic_class():
-    # The Lib is imported only after the dependency check: it needs torch.
-    from MedSegEfficientLib.slicer_dependencies import ensure_dependencies
+def ensureDependencies():
+    """Torch through the PyTorch extension, the rest through pip, after asking; never installs in testing mode."""
+    from MedSegEfficientLib.slicer.dependencies import ensure_dependencies
 
     ensure_dependencies(slicer, slicer.app.testingEnabled(), slicer.util.confirmOkCancelDisplay)
-    from MedSegEfficientLib.panel_logic import PanelLogic
-
-    return PanelLogic
-
-
-class MedSegEfficientLogic(ScriptedLoadableModuleLogic):
-    """Slicer's Logic around MedSegEfficientLib.panel_logic.PanelLogic (whose methods it offers) on slicer.mrmlScene."""
-
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._panel = _panel_logic_class()(lambda: slicer.mrmlScene)
-        from MedSegEfficientLib.terminology import EXTRA_FILE
-
-        # Codes our models use that Slicer's terminology lists lack (Resources/Terminology).
-        slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(EXTRA_FILE))
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._panel, name)
-
-    @staticmethod
-    def defaultModelPath():
-        from MedSegEfficientLib.checkpoint import default_model_path
-
-        return str(default_model_path())
 
 
 class MedSegEfficientTest(ScriptedLoadableModuleTest):
@@ -289,15 +272,16 @@ class MedSegEfficientTest(ScriptedLoadableModuleTest):
         array[5:35, 16:80, 16:80] = 40  # a soft-tissue body
         array[10:30, 30:60, 20:45] = 60  # a liver-like block
         slicer.util.updateVolumeFromArray(volume, array)
-        result = MedSegEfficientLogic().process(volume, None, device="cpu", fast=True)
+        logic = MedSegEfficientLogic(ensureDependencies=ensureDependencies)
+        result = logic.process(volume, None, device="cpu", fast=True)
         segmentation = result.segmentation_node
         self.assertIsNotNone(segmentation)
         names = {segmentation.GetSegmentation().GetSegment(i).GetName()
                  for i in segmentation.GetSegmentation().GetSegmentIDs()}
-        from MedSegEfficientLib.checkpoint import read_card
+        from MedSegEfficientLib.model.model_file import read_card
 
-        allowed = {label.name for label in read_card(MedSegEfficientLogic.defaultModelPath()).labels}
-        self.assertTrue(names <= allowed)
+        self.assertTrue(names, "the demo model found no segment in the phantom")
+        self.assertTrue(names <= {label.name for label in read_card(logic.defaultModelPath()).labels})
         geometry = segmentation.GetSegmentation().GetConversionParameter("Reference image geometry")
         self.assertTrue(geometry.endswith("0;95;0;95;0;39;"))
         self.delayDisplay("MedSegEfficient self-test passed")

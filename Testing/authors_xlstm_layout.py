@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD
-from MedSegEfficientLib.networks.mlstm import mlstm_parallel
+from MedSegEfficientLib.networks.mlstm.cell import mlstm_parallel
 from torch import nn
 
 

@@ -20,7 +20,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def samples() -> dict[str, Path]:
     """Real CTs from TotalSegmentator 2.18.0, fetched through pip once and checked against SHA-256 sums."""
-    from MedSegEfficientLib.sampledata import sample_paths
+    from MedSegEfficientLib.io.sample_data import sample_paths
 
     return sample_paths()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from MedSegEfficientLib.card import LabelInfo, ModelCard, NetworkInfo, Normalization
-from MedSegEfficientLib.checkpoint import save_model
+from MedSegEfficientLib.model.card import LabelInfo, ModelCard, NetworkInfo, Normalization
+from MedSegEfficientLib.model.weights import save_model
 from MedSegEfficientLib.networks import NetworkSpec, get_network_spec, register_network
 
 
@@ -62,7 +62,7 @@ def threshold_card(spatial_dims: int = 3, **overrides) -> ModelCard:
 
 
 def write_threshold_model(path: Path, spatial_dims: int = 3, **overrides) -> Path:
-    from MedSegEfficientLib.checkpoint import build_from_card
+    from MedSegEfficientLib.model.weights import build_from_card
 
     card = threshold_card(spatial_dims, **overrides)
     return save_model(path, card, build_from_card(card))

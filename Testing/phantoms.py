@@ -37,9 +37,9 @@ def oblique_direction(degrees: float = 20.0) -> np.ndarray:
 
 def train_on_phantom(folder, shape, config):
     """Write one phantom case, train on it with ``config``; returns the card and the per-epoch losses."""
-    from MedSegEfficientLib.datasets import describe_pairs
-    from MedSegEfficientLib.imageio import write_label_image
-    from MedSegEfficientLib.train import train
+    from MedSegEfficientLib.training.datasets import describe_pairs
+    from MedSegEfficientLib.io.images import write_label_image
+    from MedSegEfficientLib.training.trainer import train
 
     image, labels = make_phantom(shape=shape)
     write_label_image(image.array, image, folder / "image.nii.gz")

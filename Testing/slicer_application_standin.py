@@ -9,7 +9,7 @@ file run its real widget on real Qt (PySide6, offscreen) against a real slicer-c
   PySide6 widget that behaviour. Slicer-only widget classes in the .ui load as their Qt base class.
 - ``parameterNodeWrapper``: stores each field in a real ``vtkMRMLScriptedModuleNode`` (strings as parameters, nodes
   as node references, as Slicer does) and binds combo boxes named by ``SlicerParameterName`` in ``connectGui``.
-- ``ScriptedLoadableModule*`` base classes: the few members the module uses (layout, resource path, parameter node).
+- ``ScriptedLoadableModule*`` base classes: the few members the module uses (layout, resource path, reload).
 """
 
 from __future__ import annotations
@@ -171,21 +171,8 @@ class ScriptedLoadableModuleWidget:
     def resourcePath(self, filename: str) -> str:
         return str(MODULE_DIR / "Resources" / filename)
 
-
-class ScriptedLoadableModuleLogic:
-    def __init__(self, parent=None) -> None:
-        self.moduleName = "MedSegEfficient"
-
-    def getParameterNode(self):
-        import slicer
-
-        node = slicer.mrmlScene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
-        if node is None:
-            node = slicer.vtkMRMLScriptedModuleNode()
-            node.SetSingletonTag(self.moduleName)
-            node.SetAttribute("ModuleName", self.moduleName)
-            node = slicer.mrmlScene.AddNode(node)
-        return node
+    def onReload(self) -> None:  # Slicer re-reads the module file; here the reload is recorded
+        self.reloaded = True
 
 
 class ScriptedLoadableModuleTest(unittest.TestCase):
@@ -202,8 +189,7 @@ def install(testing: bool = False) -> list[str]:
 
     errors: list[str] = []
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for item in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
-                 ScriptedLoadableModuleTest):
+    for item in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleTest):
         setattr(scripted, item.__name__, item)
     sys.modules["slicer.ScriptedLoadableModule"] = scripted
     slicer.ScriptedLoadableModule = scripted

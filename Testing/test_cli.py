@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedSegEfficientLib.checkpoint import default_model_path, read_card
-from MedSegEfficientLib.cli import main
+from MedSegEfficientLib.model.library import default_model_path
+from MedSegEfficientLib.model.model_file import read_card
+from MedSegEfficientLib.cli.main import main
 from models_for_tests import threshold_card, write_threshold_model
 from phantoms import make_phantom
 
@@ -97,7 +98,7 @@ def _float_image_with_nan(path):
     image, _ = make_phantom()
     array = image.array.astype(np.float32)
     array[5, 5, 5] = np.nan
-    from MedSegEfficientLib.imageio import write_label_image
+    from MedSegEfficientLib.io.images import write_label_image
 
     return write_label_image(array, image, path)
 
@@ -172,7 +173,7 @@ def test_hostile_pth_import_is_refused(tmp_path, capsys):
 
 
 def test_console_script_runs(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "MedSegEfficientLib.cli", "models"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "MedSegEfficientLib.cli.main", "models"], capture_output=True, text=True)
     assert done.returncode == 0 and "abdomen_ct_demo" in done.stdout
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
-from MedSegEfficientLib.cuda_graphs import GraphedForward
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
-from MedSegEfficientLib.preprocessing import ModelGrid
+from MedSegEfficientLib.model.weights import LoadedModel, build_from_card
+from MedSegEfficientLib.inference.gpu.cuda_graphs import GraphedForward
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.inference.preprocessing import ModelGrid
 from models_for_tests import threshold_card
 from phantoms import make_phantom
 

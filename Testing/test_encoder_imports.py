@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from MedSegEfficientLib.checkpoint import load_model
-from MedSegEfficientLib.cli import main
-from MedSegEfficientLib.networks.linear_attention import rope_rotations
+from MedSegEfficientLib.model.weights import load_model
+from MedSegEfficientLib.cli.main import main
+from MedSegEfficientLib.networks.rope import rope_rotations
 
 
 def _conv_bn(out, cin, k, prefix, bias=False, bn=True, groups=1):

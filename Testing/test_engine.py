@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from MedSegEfficientLib.checkpoint import load_model
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.model.weights import load_model
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.errors import Cancelled, InputImageError, MedSegError
 from MedSegEfficientLib.metrics import dice_per_label
 from MedSegEfficientLib.volume import Volume

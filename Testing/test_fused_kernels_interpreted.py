@@ -15,9 +15,9 @@ import torch.nn.functional as F  # noqa: E402
 
 pytest.importorskip("triton")
 
-from MedSegEfficientLib.networks import mlla_fused, mlla_samplers_fused  # noqa: E402
-from MedSegEfficientLib.networks.depthwise_triton import depthwise3x3_tokens  # noqa: E402
-from MedSegEfficientLib.networks.mlla_unet import MLLABlock, MLLAUNet  # noqa: E402
+from MedSegEfficientLib.networks.linear_attention import mlla_fused, mlla_samplers_fused  # noqa: E402
+from MedSegEfficientLib.networks.kernels.depthwise import depthwise3x3_tokens  # noqa: E402
+from MedSegEfficientLib.networks.linear_attention.mlla_unet import MLLABlock, MLLAUNet  # noqa: E402
 
 
 def _randomised(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -54,8 +54,8 @@ def test_fused_block_matches_the_block(path, project_in_kernel, channels, heads,
 def test_attention_kernels_match_linear_attention():
     """The two attention passes alone (gate 1, identity output projection, no residual) against LinearAttention:
     RoPE's pair swap, the per-head memory over several token chunks, the normaliser and LePE."""
-    from MedSegEfficientLib.networks.attention_triton import attention_memory, attention_output
-    from MedSegEfficientLib.networks.linear_attention import LinearAttention
+    from MedSegEfficientLib.networks.kernels.attention import attention_memory, attention_output
+    from MedSegEfficientLib.networks.linear_attention.attention import LinearAttention
 
     channels, heads, height, width = 64, 2, 12, 13
     attention = _randomised(LinearAttention(channels, heads))

@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from MedSegEfficientLib.errors import InputImageError
-from MedSegEfficientLib.imageio import read_image, write_label_image
-from MedSegEfficientLib.segfile import segment_metadata
+from MedSegEfficientLib.io.images import read_image, write_label_image
+from MedSegEfficientLib.io.seg_nrrd import segment_metadata
 from MedSegEfficientLib.volume import Volume, to_sitk
 from models_for_tests import LABELS
 from phantoms import make_phantom, oblique_direction

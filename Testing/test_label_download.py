@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from MedSegEfficientLib.label_download import HostLabels
+from MedSegEfficientLib.inference.gpu.label_download import HostLabels
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int32])

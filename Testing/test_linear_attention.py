@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from MedSegEfficientLib.networks.linear_attention import (
+from MedSegEfficientLib.networks.linear_attention.attention import (
     LinearAttention,
     apply_rope,
     quadratic_reference,

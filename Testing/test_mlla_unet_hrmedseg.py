@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import thop
 import torch
-from MedSegEfficientLib.card import LabelInfo, ModelCard, NetworkInfo, Normalization
-from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
-from MedSegEfficientLib.engine import Segmenter, SegmentOptions
+from MedSegEfficientLib.model.card import LabelInfo, ModelCard, NetworkInfo, Normalization
+from MedSegEfficientLib.model.weights import LoadedModel, build_from_card
+from MedSegEfficientLib.inference.engine import Segmenter, SegmentOptions
 from MedSegEfficientLib.networks import build_network
 from MedSegEfficientLib.volume import Volume
 from phantoms import train_on_phantom
@@ -83,7 +83,7 @@ def test_hrmedseg_segments_an_rgb_image_at_its_native_size():
 @pytest.mark.parametrize("name, preset, args", [("mlla_unet", "t", TINY_MLLA),
                                                 ("hrmedseg", "default", {"dim": 32, "depths": [1, 1, 1, 1], "heads": [1, 2, 2, 4]})])
 def test_trainable_with_medseg_train(tmp_path, name, preset, args):
-    from MedSegEfficientLib.train import TrainConfig
+    from MedSegEfficientLib.training.trainer import TrainConfig
 
     config = TrainConfig(network=name, preset=preset, network_args=args, spatial_dims=2, patch_size=[64, 64], epochs=2,
                          iterations_per_epoch=6, batch_size=4, learning_rate=2e-3, device="cpu")

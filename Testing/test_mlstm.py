@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from MedSegEfficientLib.networks.mlstm import mlstm, mlstm_chunkwise, mlstm_parallel
+from MedSegEfficientLib.networks.mlstm.cell import mlstm, mlstm_chunkwise, mlstm_parallel
 
 
 def random_inputs(batch=2, heads=3, length=200, head_dim=8, seed=0, forget_bias=3.0):
@@ -79,7 +79,7 @@ def test_unknown_backend():
 def test_padding_for_the_triton_kernel_changes_nothing(head_dim, length):
     """The kernel needs head dims of 16+ and whole chunks, and scales by 1/sqrt(its own head dim), as our
     chunkwise form does: run on the padded problem, our form must give the unpadded answer."""
-    from MedSegEfficientLib.networks.mlstm_triton import pad_for_kernel
+    from MedSegEfficientLib.networks.mlstm.mlstm_kernels_backend import pad_for_kernel
 
     inputs = random_inputs(length=length, head_dim=head_dim)
     padded = pad_for_kernel(*inputs, chunk=64)

@@ -8,9 +8,11 @@ import pickle
 import pytest
 import torch
 
-from MedSegEfficientLib.card import ModelCard
-from MedSegEfficientLib.checkpoint import (CARD_METADATA_KEY, import_state_dict, load_model, read_card,
-                                           resolve_model_path, round_to_half, save_model)
+from MedSegEfficientLib.model.card import ModelCard
+from MedSegEfficientLib.model.library import resolve_model_path
+from MedSegEfficientLib.model.model_file import CARD_METADATA_KEY, read_card
+from MedSegEfficientLib.model.pth_import import import_state_dict
+from MedSegEfficientLib.model.weights import load_model, round_to_half, save_model
 from MedSegEfficientLib.errors import ModelFileError
 from models_for_tests import threshold_card, write_threshold_model
 
@@ -103,7 +105,7 @@ def test_pickled_object_in_pth_is_refused(tmp_path, capsys):
 
 
 def test_plain_state_dict_import(tmp_path):
-    from MedSegEfficientLib.checkpoint import build_from_card
+    from MedSegEfficientLib.model.weights import build_from_card
 
     card = threshold_card()
     network = build_from_card(card)
@@ -131,7 +133,7 @@ def test_save_is_atomic_and_readable_by_others(tmp_path):
 
 
 def test_half_weights_halve_the_file_and_load_as_the_rounded_network(tmp_path):
-    from MedSegEfficientLib.checkpoint import build_from_card
+    from MedSegEfficientLib.model.weights import build_from_card
 
     card = ModelCard.from_dict({**threshold_card().to_dict(), "network": {"name": "medseg_unet", "preset": "small",
                                                                           "args": {}}})

@@ -7,7 +7,7 @@ import torch
 
 from MedSegEfficientLib.errors import NetworkConfigError
 from MedSegEfficientLib.networks import available_networks, build_network, get_network_spec
-from MedSegEfficientLib.profiling import count_parameters, measure_cost, parse_shape
+from MedSegEfficientLib.networks.cost import count_parameters, measure_cost, parse_shape
 
 
 @pytest.mark.parametrize("name", ["monai_unet", "monai_segresnet", "monai_swinunetr"])

@@ -200,7 +200,7 @@ def test_a_rerun_into_an_existing_segmentation_can_be_undone(panel, application,
 
 def test_preflight_that_does_not_fit_asks_and_can_switch_to_the_cpu_or_stop(panel, application, slicer_logics,
                                                                               samples, monkeypatch):
-    from MedSegEfficientLib import preflight
+    from MedSegEfficientLib.inference import preflight
 
     panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
     monkeypatch.setattr(preflight, "_available_ram", lambda: 1000)  # 1 kB free: nothing fits
@@ -245,7 +245,7 @@ def test_a_gpu_that_is_not_there_is_a_clear_error_before_anything_runs(panel, sl
 
 
 def test_a_region_of_interest_limits_the_segmentation_to_it(panel, application, slicer_logics, samples):
-    from MedSegEfficientLib.scene import volume_from_node
+    from MedSegEfficientLib.slicer.scene import volume_from_node
 
     volume = add_ct(slicer_logics, samples)
     grid = volume_from_node(volume)

@@ -9,14 +9,14 @@ import types
 import numpy as np
 import pytest
 
-from MedSegEfficientLib.background_run import BackgroundRun
-from MedSegEfficientLib.card import ModelCard
+from MedSegEfficientLib.slicer.background_run import BackgroundRun
+from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.errors import Cancelled, InputImageError, MedSegError, ModelFileError
-from MedSegEfficientLib.model_library import (InputShape, describe_choice, import_model_file, load_history,
-                                              model_choices, record_run, why_not_fit)
-from MedSegEfficientLib.preflight import check, estimate, model_grid_voxels
-from MedSegEfficientLib.region import crop, paste, voxel_box
-from MedSegEfficientLib.slicer_dependencies import ensure_dependencies
+from MedSegEfficientLib.model.user_import import import_model_file
+from MedSegEfficientLib.slicer.model_picker import InputShape, describe_choice, load_history, model_choices, record_run, why_not_fit
+from MedSegEfficientLib.inference.preflight import check, estimate, model_grid_voxels
+from MedSegEfficientLib.inference.region import crop, paste, voxel_box
+from MedSegEfficientLib.slicer.dependencies import ensure_dependencies
 from MedSegEfficientLib.volume import Volume
 from models_for_tests import threshold_card, write_threshold_model
 from phantoms import oblique_direction
@@ -109,7 +109,7 @@ def test_import_validates_copies_once_and_never_overwrites(user_models, tmp_path
 
 def test_run_history_feeds_the_model_description(user_models, tmp_path):
     path = write_threshold_model(tmp_path / "m.safetensors")
-    from MedSegEfficientLib.catalog import describe_model_file
+    from MedSegEfficientLib.model.library import describe_model_file
 
     entry = describe_model_file(path)
     assert "not run here yet" in describe_choice(entry, load_history())

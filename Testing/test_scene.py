@@ -9,8 +9,8 @@ slicer = pytest.importorskip("slicer")
 import vtk  # noqa: E402
 
 from MedSegEfficientLib.errors import InputImageError  # noqa: E402
-from MedSegEfficientLib.scene import labels_to_segmentation_node, volume_from_node  # noqa: E402
-from MedSegEfficientLib.segfile import write_seg_nrrd  # noqa: E402
+from MedSegEfficientLib.slicer.scene import labels_to_segmentation_node, volume_from_node  # noqa: E402
+from MedSegEfficientLib.io.seg_nrrd import write_seg_nrrd  # noqa: E402
 from MedSegEfficientLib.volume import Volume  # noqa: E402
 from models_for_tests import LABELS  # noqa: E402
 from phantoms import make_phantom, oblique_direction  # noqa: E402

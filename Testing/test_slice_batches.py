@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from MedSegEfficientLib.slice_batches import slice_batches, stage, staging_buffer
+from MedSegEfficientLib.inference.gpu.slice_staging import slice_batches, stage, staging_buffer
 
 
 @pytest.mark.parametrize("axis", [1, 2, 3])

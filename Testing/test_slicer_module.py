@@ -10,9 +10,10 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from MedSegEfficientLib.checkpoint import default_model_path, read_card  # noqa: E402
+from MedSegEfficientLib.model.library import default_model_path
+from MedSegEfficientLib.model.model_file import read_card  # noqa: E402
 from MedSegEfficientLib.errors import Cancelled  # noqa: E402
-from MedSegEfficientLib.scene import volume_from_node  # noqa: E402
+from MedSegEfficientLib.slicer.scene import volume_from_node  # noqa: E402
 
 UI_FILE = Path(__file__).resolve().parents[1] / "MedSegEfficient" / "Resources" / "UI" / "MedSegEfficient.ui"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from MedSegEfficientLib.sliding_window import count_batches, gaussian_weights, sliding_window, tile_origins
+from MedSegEfficientLib.inference.sliding_window import count_batches, gaussian_weights, sliding_window, tile_origins
 
 
 def test_tiles_match_monai():

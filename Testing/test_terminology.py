@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from MedSegEfficientLib.card import LabelInfo
-from MedSegEfficientLib.checkpoint import SHIPPED_MODELS_DIR, read_card
-from MedSegEfficientLib.terminology import (EXTRA_CONTEXT, EXTRA_FILE, extra_terminology, listed_keys,
+from MedSegEfficientLib.model.card import LabelInfo
+from MedSegEfficientLib.model.library import SHIPPED_MODELS_DIR
+from MedSegEfficientLib.model.model_file import read_card
+from MedSegEfficientLib.model.terminology import (EXTRA_CONTEXT, EXTRA_FILE, extra_terminology, listed_keys,
                                             terminology_entry)
 from slicer_scene import SHARED_SLICER
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from MedSegEfficientLib.card import LabelInfo, ModelCard, NetworkInfo, Normalization
-from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.model.card import LabelInfo, ModelCard, NetworkInfo, Normalization
+from MedSegEfficientLib.model.weights import LoadedModel, build_from_card
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.networks import build_network
-from MedSegEfficientLib.networks.tm_unet import MultiScalePooling
-from MedSegEfficientLib.networks.vil import ViLLayer
-from MedSegEfficientLib.profiling import count_parameters
+from MedSegEfficientLib.networks.mlstm.tm_unet import MultiScalePooling
+from MedSegEfficientLib.networks.mlstm.vil import ViLLayer
+from MedSegEfficientLib.networks.cost import count_parameters
 from MedSegEfficientLib.volume import Volume
 from phantoms import make_phantom, train_on_phantom
 
@@ -66,9 +66,9 @@ def test_engine_runs_it_slice_by_slice_and_on_rgb_pictures():
 
 def test_trainable_with_medseg_train(tmp_path):
     """Trained here on one phantom (about 12 s), it segments an unseen one."""
-    from MedSegEfficientLib.checkpoint import load_model
+    from MedSegEfficientLib.model.weights import load_model
     from MedSegEfficientLib.metrics import dice_per_label
-    from MedSegEfficientLib.train import TrainConfig
+    from MedSegEfficientLib.training.trainer import TrainConfig
 
     config = TrainConfig(network="tm_unet", preset="t", spatial_dims=2, patch_size=[64, 64], epochs=6,
                          iterations_per_epoch=20, batch_size=8, learning_rate=3e-3, device="cpu")

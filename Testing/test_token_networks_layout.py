@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from MedSegEfficientLib.networks import build_network
-from MedSegEfficientLib.networks.hrmedseg import MULTISCALE_POOLS, multiscale_keys
-from MedSegEfficientLib.networks.mlla_unet import FINAL_HEAD_CHUNK
-from MedSegEfficientLib.networks.token_layout import LayerNorm, _fused_kernel_applies, grid, tokens
+from MedSegEfficientLib.networks.linear_attention.hrmedseg import MULTISCALE_POOLS, multiscale_keys
+from MedSegEfficientLib.networks.linear_attention.mlla_unet import FINAL_HEAD_CHUNK
+from MedSegEfficientLib.networks.linear_attention.token_layout import LayerNorm, _fused_kernel_applies, grid, tokens
 
 TINY_MLLA = {"dim": 16, "depths": [1, 1, 1, 1], "heads": [1, 1, 2, 2], "decoder_depths": [1, 1, 1]}
 
@@ -98,7 +98,7 @@ def test_token_networks_run_on_the_cpu_where_triton_is_not_installed(monkeypatch
     """A Slicer without Triton (macOS, Windows, CPU builds): deciding against the fused paths imports no kernel."""
     import sys
 
-    from MedSegEfficientLib.networks import token_layout
+    from MedSegEfficientLib.networks.linear_attention import token_layout
 
     monkeypatch.setitem(sys.modules, "triton", None)  # "import triton" now raises ImportError
     for kernel_module in [name for name in sys.modules if name.endswith("_triton")]:

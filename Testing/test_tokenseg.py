@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from MedSegEfficientLib.card import LabelInfo, ModelCard, NetworkInfo, Normalization
-from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.model.card import LabelInfo, ModelCard, NetworkInfo, Normalization
+from MedSegEfficientLib.model.weights import LoadedModel, build_from_card
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.networks import build_network
-from MedSegEfficientLib.networks.sparse_refinement import CELL, RefinementHead, add_to_cells
-from MedSegEfficientLib.networks.tokenseg import TokenSeg
-from MedSegEfficientLib.networks.vector_quantizer import VectorQuantizer
+from MedSegEfficientLib.networks.tokenseg.sparse_refinement import CELL, RefinementHead, add_to_cells
+from MedSegEfficientLib.networks.tokenseg.network import TokenSeg
+from MedSegEfficientLib.networks.tokenseg.vector_quantizer import VectorQuantizer
 from phantoms import make_phantom, train_on_phantom
 
 SMALL = {"widths": [8, 16, 16, 32], "token_dim": 32, "codes": 64, "code_dim": 8, "heads": 2, "refine_widths": [8, 4]}
@@ -159,7 +159,7 @@ def test_boundary_targets_mark_the_cells_that_hold_a_boundary():
 
 
 def test_phantom_training_lowers_the_loss_and_logs_codebook_usage(tmp_path):
-    from MedSegEfficientLib.train import TrainConfig
+    from MedSegEfficientLib.training.trainer import TrainConfig
 
     config = TrainConfig(network="tokenseg", preset="tokenseg100", network_args={**SMALL, "keep": 12},
                          patch_size=[32, 32, 32], spacing=[1.5, 1.5, 2.5], epochs=3, iterations_per_epoch=6,

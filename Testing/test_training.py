@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
-from MedSegEfficientLib.checkpoint import load_model, read_card
-from MedSegEfficientLib.datasets import describe_pairs
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
-from MedSegEfficientLib.imageio import write_label_image
+from MedSegEfficientLib.model.model_file import read_card
+from MedSegEfficientLib.model.weights import load_model
+from MedSegEfficientLib.training.datasets import describe_pairs
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.io.images import write_label_image
 from MedSegEfficientLib.metrics import dice_per_label
-from MedSegEfficientLib.train import TrainConfig, train
+from MedSegEfficientLib.training.trainer import TrainConfig, train
 from phantoms import make_phantom
 
 

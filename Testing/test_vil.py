@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from MedSegEfficientLib.networks.vil import HeadwiseLinear, ViLBlock, ViLLayer
+from MedSegEfficientLib.networks.mlstm.vil import HeadwiseLinear, ViLBlock, ViLLayer
 
 
 def test_shapes_and_initialisation():

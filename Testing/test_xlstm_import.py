@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from authors_xlstm_layout import AuthorsNetwork, nnunet_checkpoint
-from MedSegEfficientLib.checkpoint import load_model
-from MedSegEfficientLib.cli import main
-from MedSegEfficientLib.engine import Segmenter, SegmentOptions
+from MedSegEfficientLib.model.weights import load_model
+from MedSegEfficientLib.cli.main import main
+from MedSegEfficientLib.inference.engine import Segmenter, SegmentOptions
 from MedSegEfficientLib.importers.xlstm_unet_nnunet import rename_weights
 from MedSegEfficientLib.volume import Volume
 

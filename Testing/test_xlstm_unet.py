@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from MedSegEfficientLib.card import LabelInfo, ModelCard, NetworkInfo, Normalization
-from MedSegEfficientLib.checkpoint import LoadedModel, build_from_card
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.model.card import LabelInfo, ModelCard, NetworkInfo, Normalization
+from MedSegEfficientLib.model.weights import LoadedModel, build_from_card
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.networks import build_network
-from MedSegEfficientLib.networks.xlstm_unet import ViLOnGrid, default_plan
+from MedSegEfficientLib.networks.mlstm.xlstm_unet import ViLOnGrid, default_plan
 from phantoms import make_phantom, train_on_phantom
 
 SMALL_PLAN = {"features": [8, 16, 32, 32], "kernels": [3, 3, 3, 3], "strides": [1, 2, 2, 2], "blocks": [1, 1, 1, 1]}
@@ -83,7 +83,7 @@ def test_engine_runs_it(dims):
 
 
 def test_trainable_with_deep_supervision(tmp_path):
-    from MedSegEfficientLib.train import TrainConfig
+    from MedSegEfficientLib.training.trainer import TrainConfig
 
     config = TrainConfig(network="xlstm_unet", preset="bot_3d",
                          network_args={"plan": SMALL_PLAN, "deep_supervision": True}, patch_size=[24, 24, 24],

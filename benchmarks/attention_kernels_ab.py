@@ -15,8 +15,8 @@ import sys
 import torch
 from triton.testing import do_bench
 
-from MedSegEfficientLib.networks import attention_triton as new
-from MedSegEfficientLib.networks.linear_attention import ROPE_BASE, _rope_tables
+from MedSegEfficientLib.networks.kernels import attention as new
+from MedSegEfficientLib.networks.rope import ROPE_BASE, rope_tables
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
         qk = torch.randn(batch, tokens, 2 * channels, device="cuda", dtype=half)
         v = torch.randn(batch, tokens, channels, device="cuda", dtype=half)
         gate = torch.randn(batch, tokens, 2 * channels, device="cuda", dtype=half)[..., channels:]
-        cos, signed_sin = _rope_tables(side, side, channels, ROPE_BASE, v.device, torch.float32)
+        cos, signed_sin = rope_tables(side, side, channels, ROPE_BASE, v.device, torch.float32)
         lepe, lepe_bias = torch.randn(channels, 9, device="cuda") / 3, torch.zeros(channels, device="cuda")
         out_t = (torch.randn(channels, channels, device="cuda") / channels ** 0.5).half()
         out_bias = torch.zeros(channels, device="cuda", dtype=half)

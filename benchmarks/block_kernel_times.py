@@ -19,7 +19,7 @@ import json
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from MedSegEfficientLib.networks.mlla_unet import MLLABlock
+from MedSegEfficientLib.networks.linear_attention.mlla_unet import MLLABlock
 
 STAGES = {1: (64, 2, 128), 2: (128, 4, 64), 3: (256, 8, 32), 4: (512, 16, 16)}  # width, heads, grid side
 

@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from MedSegEfficientLib.bench import bench_model, machine_description, synthetic_volume
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
-from MedSegEfficientLib.profiling import parse_shape
+from MedSegEfficientLib.cli.bench import bench_model, machine_description, synthetic_volume
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.networks.cost import parse_shape
 
 
 def main() -> None:

@@ -15,14 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from MedSegEfficientLib.checkpoint import default_model_path
-from MedSegEfficientLib.devices import describe_device, select_device
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
-from MedSegEfficientLib.pipeline import segment_file
+from MedSegEfficientLib.model.library import default_model_path
+from MedSegEfficientLib.inference.gpu.devices import describe_device, select_device
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.inference.file_pipeline import segment_file
 
 
 def cold_run(image: str, model: str, device: str, fast: bool, workdir: Path) -> dict:
-    command = [sys.executable, "-m", "MedSegEfficientLib.cli", "segment", image, "-o", str(workdir / "cold.seg.nrrd"),
+    command = [sys.executable, "-m", "MedSegEfficientLib.cli.main", "segment", image, "-o", str(workdir / "cold.seg.nrrd"),
                "--model", model, "--device", device, "--quiet", "--json", str(workdir / "cold.json")]
     if fast:
         command.append("--fast")
@@ -49,7 +49,7 @@ def warm_runs(image: str, model: str, device: str, fast: bool, workdir: Path, re
 
 
 def respaced_copy(model: str, spacing: float, workdir: Path) -> Path:
-    from MedSegEfficientLib.checkpoint import load_model, save_model
+    from MedSegEfficientLib.model.weights import load_model, save_model
 
     loaded = load_model(model)
     loaded.card.spacing = [spacing] * loaded.card.spatial_dims

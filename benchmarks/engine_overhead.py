@@ -19,13 +19,13 @@ from typing import Callable
 
 import torch
 
-from MedSegEfficientLib.bench import bench_model
-from MedSegEfficientLib.bench import synthetic_volume
-from MedSegEfficientLib.checkpoint import LoadedModel
-from MedSegEfficientLib.engine import SegmentOptions, Segmenter
-from MedSegEfficientLib.preprocessing import to_model_grid
-from MedSegEfficientLib.profiling import parse_shape
-from MedSegEfficientLib.slice_batches import stage, staging_buffer
+from MedSegEfficientLib.cli.bench import bench_model
+from MedSegEfficientLib.cli.bench import synthetic_volume
+from MedSegEfficientLib.model.weights import LoadedModel
+from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
+from MedSegEfficientLib.inference.preprocessing import to_model_grid
+from MedSegEfficientLib.networks.cost import parse_shape
+from MedSegEfficientLib.inference.gpu.slice_staging import stage, staging_buffer
 
 
 class NullNetwork(torch.nn.Module):
@@ -103,7 +103,7 @@ def main() -> None:
     upload = best_ms(lambda: on_gpu.copy_(pinned, non_blocking=True), args.repeat)
     figures["copy one batch to the GPU"] = round(upload, 2)
     network = real.network.cuda()
-    from MedSegEfficientLib.cuda_graphs import GraphedForward
+    from MedSegEfficientLib.inference.gpu.cuda_graphs import GraphedForward
     graphed = GraphedForward(network)
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, cache_enabled=False):
         logits = graphed(on_gpu)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from triton.testing import do_bench
 
-from MedSegEfficientLib.networks import attention_triton, depthwise_triton, norm_linear_triton
+from MedSegEfficientLib.networks.kernels import attention as attention_triton, depthwise as depthwise_triton, norm_linear as norm_linear_triton
 
 STAGES = {1: (64, 2, 128), 2: (128, 4, 64), 3: (256, 8, 32), 4: (512, 16, 16)}  # width, heads, grid side
 BATCH = 32

@@ -10,7 +10,7 @@ import argparse
 
 import SimpleITK as sitk
 
-from MedSegEfficientLib.sampledata import sample_paths
+from MedSegEfficientLib.io.sample_data import sample_paths
 
 
 def make_clinical_ct(source: str, output: str) -> None:

@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from MedSegEfficientLib.networks.mlstm import mlstm_chunkwise, mlstm_parallel
-from MedSegEfficientLib.networks.mlstm_triton import mlstm_triton, triton_available
+from MedSegEfficientLib.networks.mlstm.cell import mlstm_chunkwise, mlstm_parallel
+from MedSegEfficientLib.networks.mlstm.mlstm_kernels_backend import mlstm_triton, triton_available
 
 
 def best_time(function, inputs, device, repeat=3) -> float:

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--json", help="append the figures to this JSON-lines file")
     args = parser.parse_args()
 
-    from MedSegEfficientLib.networks import mlla_fused
+    from MedSegEfficientLib.networks.linear_attention import mlla_fused
     for option, setting in (("fused_max_width", "FUSED_BLOCK_MAX_WIDTH"), ("wide_min_width", "WIDE_BLOCK_MIN_WIDTH"),
                             ("project_in_kernel_max_width", "PROJECT_IN_KERNEL_MAX_WIDTH")):
         if getattr(args, option) is not None:
@@ -66,7 +66,7 @@ def main() -> None:
 
     forward = eager
     if args.graphs:
-        from MedSegEfficientLib.cuda_graphs import GraphedForward
+        from MedSegEfficientLib.inference.gpu.cuda_graphs import GraphedForward
 
         graphed = GraphedForward(lambda batch: network(batch))
 

@@ -8,14 +8,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
 import torch
 from MedSegEfficientLib.networks import build_network
-from MedSegEfficientLib.networks.linear_attention import LinearAttention
-from MedSegEfficientLib.networks.vil import ViLLayer
-from MedSegEfficientLib.resources import peak_ram_bytes
+from MedSegEfficientLib.networks.linear_attention.attention import LinearAttention, quadratic_reference
+from MedSegEfficientLib.networks.mlstm.vil import ViLLayer
+from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
 
 
 def set_backend(network: torch.nn.Module, backend: str) -> None:
@@ -24,7 +25,11 @@ def set_backend(network: torch.nn.Module, backend: str) -> None:
         if isinstance(layer, ViLLayer):
             layer.backend = backend
         elif isinstance(layer, LinearAttention):
-            layer.form = "quadratic" if backend in ("quadratic", "parallel") else "linear"
+            # The quadratic form: the N x N reference bound in place of this layer's linear forward.
+            if backend in ("quadratic", "parallel"):
+                layer.forward = functools.partial(quadratic_reference, layer)
+            else:
+                layer.__dict__.pop("forward", None)
 
 
 def time_forward(network, size: int, dims: int, batch: int, device: torch.device, repeat: int) -> tuple[float, int]:

@@ -17,8 +17,8 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
-from MedSegEfficientLib.checkpoint import load_model
-from MedSegEfficientLib.networks import token_layout
+from MedSegEfficientLib.model.weights import load_model
+from MedSegEfficientLib.networks.linear_attention import token_layout
 
 
 def smooth_image(slices: int, channels: int, size: int) -> torch.Tensor:

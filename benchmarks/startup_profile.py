@@ -17,9 +17,9 @@ STEPS = {
     "torch + CUDA context": "import torch; torch.zeros(1).cuda(); torch.cuda.synchronize()",
     "import SimpleITK": "import SimpleITK",
     "import monai.inferers": "import monai.inferers",
-    "import medseg engine": "import MedSegEfficientLib.engine, MedSegEfficientLib.pipeline",
-    "engine + model on CUDA": ("import torch; from MedSegEfficientLib.engine import Segmenter, SegmentOptions; "
-                               "from MedSegEfficientLib.checkpoint import default_model_path; "
+    "import medseg engine": "import MedSegEfficientLib.inference.engine, MedSegEfficientLib.inference.file_pipeline",
+    "engine + model on CUDA": ("import torch; from MedSegEfficientLib.inference.engine import Segmenter, SegmentOptions; "
+                               "from MedSegEfficientLib.model.model_file import default_model_path; "
                                "Segmenter.from_file(default_model_path(), SegmentOptions(device='cuda')); "
                                "torch.cuda.synchronize()"),
 }

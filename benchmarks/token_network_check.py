@@ -23,11 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from MedSegEfficientLib.networks import build_network, mlla_fused, token_layout
-from MedSegEfficientLib.networks.layer_norm_triton import layer_norm_rows
-from MedSegEfficientLib.networks.linear_attention import LinearAttention
-from MedSegEfficientLib.networks.mlla_unet import MLLABlock
-from MedSegEfficientLib.slice_batches import slice_batches
+from MedSegEfficientLib.networks import build_network
+from MedSegEfficientLib.networks.linear_attention import mlla_fused, token_layout
+from MedSegEfficientLib.networks.kernels.layer_norm import layer_norm_rows
+from MedSegEfficientLib.networks.linear_attention.attention import LinearAttention
+from MedSegEfficientLib.networks.linear_attention.mlla_unet import MLLABlock
+from MedSegEfficientLib.inference.gpu.slice_staging import slice_batches
 
 
 def check_layer_norm() -> list[dict]:

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from MedSegEfficientLib.checkpoint import load_model
-from MedSegEfficientLib.datasets import describe_folder, load_cases
-from MedSegEfficientLib.devices import describe_device, select_device
+from MedSegEfficientLib.model.weights import load_model
+from MedSegEfficientLib.training.datasets import describe_folder, load_cases
+from MedSegEfficientLib.inference.gpu.devices import describe_device, select_device
 from MedSegEfficientLib.networks import build_network
-from MedSegEfficientLib.preprocessing import resample_labels, to_model_grid
-from MedSegEfficientLib.sliding_window import tile_origins
+from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
+from MedSegEfficientLib.inference.sliding_window import tile_origins
 
 
 def measure_tiles(args: argparse.Namespace) -> dict:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from MedSegEfficientLib.imageio import read_image, write_label_image
-from MedSegEfficientLib.sampledata import sample_paths
+from MedSegEfficientLib.io.images import read_image, write_label_image
+from MedSegEfficientLib.io.sample_data import sample_paths
 
 ANATOMICAL_STRUCTURE = ["SCT", "123037004", "Anatomical Structure"]
 

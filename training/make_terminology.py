@@ -1,4 +1,4 @@
-"""Writes Resources/Terminology's file: the shipped models' label codes that Slicer's terminology lists lack.
+"""Writes the package terminology file (MedSegEfficientLib/model/data): the shipped models' label codes that Slicer's terminology lists lack.
 
   python training/make_terminology.py SLICER_TERMINOLOGY_FOLDER   (the folder of Slicer's
   SegmentationCategoryTypeModifier-*.json; ../shared/slicer here)
@@ -10,8 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from MedSegEfficientLib.checkpoint import SHIPPED_MODELS_DIR, read_card
-from MedSegEfficientLib.terminology import EXTRA_FILE, extra_terminology, listed_keys
+from MedSegEfficientLib.model.library import SHIPPED_MODELS_DIR
+from MedSegEfficientLib.model.model_file import read_card
+from MedSegEfficientLib.model.terminology import EXTRA_FILE, extra_terminology, listed_keys
 
 
 def main() -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from ..card import LabelInfo, ModelCard
-from ..checkpoint import build_from_card, load_state_dict_safely, save_model, strip_wrapper_prefix
-from ..datasets import PALETTE
-from ..errors import MedSegError
-from ..networks.linear_attention import rope_rotations
+from MedSegEfficientLib.model.card import LabelInfo, ModelCard
+from MedSegEfficientLib.model.pth_import import load_state_dict_safely, strip_wrapper_prefix
+from MedSegEfficientLib.model.weights import build_from_card, save_model
+from MedSegEfficientLib.training.datasets import PALETTE
+from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.networks.rope import rope_rotations
 
 
 def placeholder_labels(classes: int) -> list[LabelInfo]:

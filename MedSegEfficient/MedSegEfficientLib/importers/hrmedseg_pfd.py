@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..card import ModelCard, NetworkInfo, Normalization
-from ..errors import MedSegError
-from .backbone import apply_renames, import_backbone, placeholder_labels, read_backbone
+from MedSegEfficientLib.model.card import ModelCard, NetworkInfo, Normalization
+from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.importers.backbone import apply_renames, import_backbone, placeholder_labels, read_backbone
 
 ENCODER = ("image_encoder.", "neck.")
 CONV_RULES = [(r"^image_encoder\.patch_embed\.proj\.", "image_encoder.patch_embed."),

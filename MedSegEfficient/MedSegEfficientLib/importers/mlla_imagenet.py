@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..card import ModelCard, NetworkInfo, Normalization
-from .backbone import import_backbone, placeholder_labels, read_backbone
+from MedSegEfficientLib.model.card import ModelCard, NetworkInfo, Normalization
+from MedSegEfficientLib.importers.backbone import import_backbone, placeholder_labels, read_backbone
 
 ENCODER = ("patch_embed.", "layers.", "norm.")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from ..card import Normalization
-from ..checkpoint import load_state_dict_safely
-from ..errors import MedSegError
+from MedSegEfficientLib.model.card import Normalization
+from MedSegEfficientLib.model.pth_import import load_state_dict_safely
+from MedSegEfficientLib.errors import MedSegError
 
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
 

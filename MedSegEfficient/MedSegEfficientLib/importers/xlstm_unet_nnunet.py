@@ -31,12 +31,13 @@ from pathlib import Path
 
 import torch
 
-from ..card import ModelCard, NetworkInfo
-from ..checkpoint import _load_weights, build_from_card, save_model, strip_wrapper_prefix
-from ..datasets import dataset_modality, parse_labels
-from ..errors import MedSegError
-from ..networks.xlstm_unet import single_blocks_in_deep_half
-from .nnunet_results import (
+from MedSegEfficientLib.model.card import ModelCard, NetworkInfo
+from MedSegEfficientLib.model.pth_import import strip_wrapper_prefix
+from MedSegEfficientLib.model.weights import build_from_card, load_weights, save_model
+from MedSegEfficientLib.training.datasets import dataset_modality, parse_labels
+from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.networks.mlstm.xlstm_unet import single_blocks_in_deep_half
+from MedSegEfficientLib.importers.nnunet_results import (
     intensity_normalization,
     network_topology,
     read_results_folder,
@@ -71,7 +72,7 @@ def import_xlstm_unet_nnunet(folder: str | Path, output: str | Path, fold: str |
     for key, parameter in network.state_dict().items():  # our mLSTM output norm's bias; theirs has none
         if key.endswith("layer.outnorm.bias") and key not in tensors:
             tensors[key] = torch.zeros_like(parameter)
-    _load_weights(network, tensors, result.checkpoint_path.name)
+    load_weights(network, tensors, result.checkpoint_path.name)
     return save_model(output, card, network)
 
 

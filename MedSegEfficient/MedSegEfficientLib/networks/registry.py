@@ -2,6 +2,9 @@
 
 Each network family registers a builder taking ``spatial_dims``, ``in_channels``, ``out_channels`` and its
 own keyword arguments; a preset is a named set of those arguments. No global state beyond this table.
+
+A leaf, as timm's ``_registry``: it imports no family. ``networks/__init__.py`` imports the families, which
+register themselves, so importing anything under ``networks`` fills the table.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from ..errors import NetworkConfigError
+from MedSegEfficientLib.errors import NetworkConfigError
 
 Builder = Callable[..., nn.Module]
 
@@ -43,12 +46,10 @@ def register_network(spec: NetworkSpec) -> NetworkSpec:
 
 
 def available_networks() -> list[NetworkSpec]:
-    _load_builtin_families()
     return sorted(_REGISTRY.values(), key=lambda spec: spec.name)
 
 
 def get_network_spec(name: str) -> NetworkSpec:
-    _load_builtin_families()
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise NetworkConfigError(f"unknown network '{name}' (registered: {known})")
@@ -80,8 +81,3 @@ def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: 
     except (TypeError, ValueError, AssertionError) as error:
         raise NetworkConfigError(f"network '{name}' rejected its arguments {kwargs}: {error}") from error
 
-
-def _load_builtin_families() -> None:
-    # Imported lazily so that importing the registry never pulls every family (and its cost) in.
-    from . import (hrmedseg, mlla_unet, monai_baselines, nnunet_topologies, plain_unet, tm_unet,  # noqa: F401
-                   tokenseg, xlstm_unet)

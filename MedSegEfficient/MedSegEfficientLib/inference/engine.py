@@ -1,0 +1,316 @@
+"""The engine: a volume and a model in, an integer label array on the input grid out.
+
+3D models: reorient and resample to the model's spacing, normalise, sliding window with Gaussian
+blending (MONAI's scheme, our code: see sliding_window.py), argmax, nearest-neighbour labels back to the input grid. 2D models: the same grid handling, then
+slices in batches. A progress callback and a cancel check run between tiles or slice batches; on GPU
+out-of-memory the batch is halved, then the run moves to the CPU, and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from MedSegEfficientLib.model.weights import LoadedModel, load_model
+from MedSegEfficientLib.inference.gpu.cuda_graphs import GraphedForward
+from MedSegEfficientLib.inference.gpu.devices import describe_device, empty_cache, is_out_of_memory, select_device
+from MedSegEfficientLib.errors import Cancelled, MedSegError
+from MedSegEfficientLib.inference.gpu.label_download import HostLabels
+from MedSegEfficientLib.inference.preprocessing import ModelGrid, check_input, resample_labels, to_model_grid
+from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
+from MedSegEfficientLib.inference.gpu.slice_staging import slice_batches
+from MedSegEfficientLib.inference.sliding_window import count_batches, sliding_window
+from MedSegEfficientLib.volume import Volume
+
+ProgressCallback = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+# Share of the progress bar given to each stage; the network gets the most, reported per tile or slice.
+_STAGE_SPAN = {"preprocessing": (0.0, 0.1), "network": (0.1, 0.9), "postprocessing": (0.9, 1.0)}
+_GPU_OUTPUT_SHARE = 0.5  # blended outputs larger than this share of free GPU memory accumulate on the host
+_ARGMAX_SLAB = 16  # label slices per argmax pass
+_GRAPH_MIN_BATCHES = 4  # fewer 2D batches do not repay the two eager passes and the capture
+
+
+@dataclass
+class SegmentOptions:
+    device: str = "auto"
+    fast: bool = False  # fewer overlapping tiles: about half the network time, slightly rougher borders
+    batch_size: int | None = None  # tiles (3D) or slices (2D) per forward pass
+    overlap: float | None = None
+    mixed_precision: bool = True  # float16 autocast on CUDA
+    # Replay the forward pass as a CUDA graph on CUDA where it can be captured. None (default): for 2D slice
+    # batches of volumes with at least _GRAPH_MIN_BATCHES batches (token networks are launch-bound: MLLA-UNet-T and
+    # HRMedSeg ran 1.5x and 1.8x faster), not for 3D tiles (TokenSeg: 7 % faster for 0.4 GiB more). docs/benchmarks.md.
+    cuda_graphs: bool | None = None
+
+    def tile_overlap(self) -> float:
+        if self.overlap is not None:
+            return self.overlap
+        return 0.25 if self.fast else 0.5
+
+
+@dataclass
+class RunReport:
+    device: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_gpu_bytes: int = 0
+    peak_ram_bytes: int = 0
+    notices: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        stages = ", ".join(f"{name} {value:.2f} s" for name, value in self.seconds.items())
+        total = sum(self.seconds.values())
+        memory = f"peak RAM {self.peak_ram_bytes / 2**30:.2f} GiB"
+        if self.peak_gpu_bytes:
+            memory += f", peak GPU {self.peak_gpu_bytes / 2**30:.2f} GiB"
+        return f"{total:.2f} s ({stages}); {memory}; device {self.device}"
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray  # integer labels on the input grid, (k, j, i)
+    report: RunReport
+
+
+class Segmenter:
+    """Holds a loaded model on its device so that repeated runs pay the start-up once."""
+
+    def __init__(self, model: LoadedModel, options: SegmentOptions | None = None) -> None:
+        self.model = model
+        self.options = options or SegmentOptions()
+        self.device = select_device(self.options.device)
+        self.model.network.to(self.device).eval()
+        self._graph_notice = ""
+        # One captured graph, kept between runs: capturing costs two eager passes, which a single volume of a few
+        # batches would otherwise pay every time. Its memory stays with the Segmenter.
+        self._graphed: dict[tuple, GraphedForward] = {}
+
+    @classmethod
+    def from_file(cls, path, options: SegmentOptions | None = None) -> "Segmenter":
+        return cls(load_model(path), options)
+
+    @property
+    def card(self):
+        return self.model.card
+
+    def segment(self, volume: Volume, progress: ProgressCallback | None = None,
+                cancel: CancelCheck | None = None) -> SegmentationResult:
+        report = RunReport(device=describe_device(self.device))
+        tracker = _Tracker(progress, cancel)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        with _timed(report, "preprocessing"):
+            check_input(volume, self.card)
+            tracker.stage("preprocessing", 0.0)
+            grid = to_model_grid(volume, self.card)
+            tracker.stage("preprocessing", 1.0)
+        with _timed(report, "network"):
+            labels = self._infer_with_fallback(grid, tracker, report)
+        with _timed(report, "postprocessing"):
+            tracker.stage("postprocessing", 0.0)
+            labels = resample_labels(labels, grid.geometry, volume)
+            tracker.stage("postprocessing", 1.0)
+        if self.device.type == "cuda":
+            report.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
+        report.peak_ram_bytes = peak_ram_bytes()
+        return SegmentationResult(labels, report)
+
+    def _infer_with_fallback(self, grid: ModelGrid, tracker: "_Tracker", report: RunReport) -> np.ndarray:
+        batch = self.options.batch_size or (4 if self.card.spatial_dims == 3 else 16)
+        self._graph_notice = ""  # this run's, not an earlier one's
+        while True:
+            try:
+                labels = self._infer(grid, batch, tracker)
+                if self._graph_notice:
+                    report.notices.append(self._graph_notice)
+                return labels
+            except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as error:
+                if not is_out_of_memory(error):
+                    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise MedSegError(f"model '{self.card.name}' cannot take this input (model grid "
+                                      f"{tuple(grid.array.shape[1:])}): {detail}") from error
+                self._graphed.clear()  # a kept graph's memory is the first to go
+                empty_cache(self.device)
+                if batch > 1:
+                    batch = max(1, batch // 2)
+                    report.notices.append(f"out of memory on {self.device.type}: retrying with batch {batch}")
+                elif self.device.type != "cpu":
+                    report.notices.append(f"out of memory on {self.device.type} at batch 1: continuing on the CPU")
+                    self.device = torch.device("cpu")
+                    self.model.network.to(self.device)
+                    report.device = describe_device(self.device) + " (after GPU out of memory)"
+                else:
+                    raise MedSegError("out of memory on the CPU: use fast mode, a region of interest, "
+                                      "or a machine with more memory") from None
+
+    def _infer(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        # The autocast weight cache cannot live across a CUDA graph capture (PyTorch's CUDA graphs notes).
+        autocast = torch.autocast("cuda", dtype=torch.float16, cache_enabled=not self._graphs_wanted(grid, batch),
+                                  enabled=self.device.type == "cuda" and self.options.mixed_precision)
+        with torch.inference_mode(), autocast:
+            if self.card.spatial_dims == 3:
+                return self._infer_volume(grid, batch, tracker)
+            return self._infer_slices(grid, batch, tracker)
+
+    def _label_dtype(self) -> type:
+        return np.uint8 if self.card.out_channels <= 256 else np.uint16
+
+    def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        image = torch.from_numpy(grid.array)[None].to(self.device)
+        spatial = tuple(image.shape[2:])
+        if self.card.patch_size is None:  # whole volume at once, padded to the network's divisor
+            tracker.expect(1)
+            logits = _forward_padded(self.model.network, image, self._size_divisor())
+            tracker.advance()
+        else:
+            roi = tuple(self.card.patch_size)
+            overlap = self.options.tile_overlap()
+            tracker.expect(count_batches(spatial, roi, overlap, batch))
+
+            forward = self._graphed_forward(("3d", batch, roi)) if self._graphs_wanted(grid, batch) else self.model.network
+
+            def predictor(tiles: torch.Tensor) -> torch.Tensor:
+                tracker.check_cancel()
+                return forward(tiles)
+
+            # Class scores blend in float16 on a GPU run in mixed precision (its logits are float16 already).
+            half = self.device.type == "cuda" and self.options.mixed_precision
+            output_device = _blending_device(self.device, self.card.out_channels * math.prod(spatial) * (2 if half else 4))
+            blend_dtype = torch.float16 if half and output_device.type == "cuda" else torch.float32
+            # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
+            logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
+                                    output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
+            self._note_graph(forward)
+            del forward, predictor
+        del image
+        return self._argmax_labels(logits[0])
+
+    def _argmax_labels(self, scores: torch.Tensor) -> np.ndarray:
+        """Labels from (K, k, j, i) class scores, slab by slab: argmax's int64 result never covers the volume."""
+        dtype = torch.uint8 if self._label_dtype() == np.uint8 else torch.int32
+        with HostLabels(tuple(scores.shape[1:]), dtype, scores.device, _ARGMAX_SLAB) as labels:
+            for start in range(0, scores.shape[1], _ARGMAX_SLAB):
+                labels.put(start, scores[:, start:start + _ARGMAX_SLAB].argmax(0).to(dtype))
+            result = labels.finish()
+        return result.astype(self._label_dtype(), copy=False)
+
+    def _infer_slices(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        # Array axes are (C, k, j, i); image axis a (x=0, y=1, z=2) is array axis 3 - a. Each batch's labels go
+        # to the host on a side stream while the network runs the next batch (label_download.py).
+        axis = 3 - self.card.slice_axis
+        count = grid.array.shape[axis]
+        slice_shape = tuple(n for a, n in enumerate(grid.array.shape) if a != axis)  # (C, H, W)
+        small_labels = self._label_dtype() == np.uint8
+        label_dtype = torch.uint8 if small_labels else torch.int32
+        tracker.expect(math.ceil(count / batch))
+        half = self.device.type == "cuda" and self.options.mixed_precision
+        key = ("2d", batch, axis, slice_shape, half)  # volumes of any slice count share their full batches' graph
+        forward = self._graphed_forward(key) if self._graphs_wanted(grid, batch) else self.model.network
+        with HostLabels((count, *slice_shape[1:]), label_dtype, self.device, batch) as labels:
+            for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
+                tracker.check_cancel()
+                logits = self._forward_2d(slices, forward)
+                labels.put(start, logits.argmax(1).to(label_dtype))  # read before the next replay
+                tracker.advance()
+            result = labels.finish()
+        self._note_graph(forward)
+        return np.moveaxis(result.astype(self._label_dtype(), copy=False), 0, 2 - self.card.slice_axis)
+
+    def _graphs_wanted(self, grid: ModelGrid, batch: int) -> bool:
+        if self.device.type != "cuda" or self.options.cuda_graphs is False:
+            return False
+        if self.card.spatial_dims == 3:
+            return bool(self.options.cuda_graphs) and self.card.patch_size is not None
+        slices = grid.array.shape[3 - self.card.slice_axis]
+        return bool(self.options.cuda_graphs) or slices >= _GRAPH_MIN_BATCHES * batch
+
+    def _graphed_forward(self, key: tuple) -> GraphedForward:
+        if key not in self._graphed:
+            self._graphed.clear()  # a graph for another shape: its memory goes back first
+            self._graphed[key] = GraphedForward(self.model.network)
+        return self._graphed[key]
+
+    def _note_graph(self, forward) -> None:
+        if isinstance(forward, GraphedForward) and forward.disabled_because:
+            self._graph_notice = f"CUDA graph not used: {forward.disabled_because}"
+
+    def _size_divisor(self) -> int:
+        """The card's divisor, or the network's own if it needs a coarser one (e.g. five halvings: 32)."""
+        return max(self.card.size_divisor, int(getattr(self.model.network, "size_divisor", 1)))
+
+    def _forward_2d(self, images: torch.Tensor, network: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if self.card.patch_size is None:
+            return _forward_padded(network, images, self._size_divisor())
+        if self.card.slice_fit == "tile":  # tiles of the trained size at the native grid, as nnU-Net 2d runs
+            return torch.cat([sliding_window(image[None], self.card.patch_size, images.shape[0], network,
+                                             overlap=self.options.tile_overlap(), pad_value=float(image.min()))
+                              for image in images])
+        size = tuple(images.shape[2:])
+        resized = F.interpolate(images, size=tuple(self.card.patch_size), mode="bilinear", align_corners=False)
+        logits = network(resized)
+        return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def _forward_padded(network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, divisor: int) -> torch.Tensor:
+    spatial = images.shape[2:]
+    pads: list[int] = []
+    for size in reversed(spatial):  # F.pad wants the last axis first
+        pads += [0, (-size) % divisor]
+    padded = F.pad(images, pads, mode="replicate") if any(pads) else images
+    logits = network(padded)
+    return logits[(Ellipsis, *(slice(0, size) for size in spatial))]
+
+
+def _blending_device(device: torch.device, output_bytes: int) -> torch.device:
+    """Blend tiles on the GPU when the float32 output and its weight map fit comfortably in free memory;
+    blending on the host instead is several times slower, but never runs out of GPU memory."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if 2 * output_bytes < _GPU_OUTPUT_SHARE * free else torch.device("cpu")
+
+
+class _Tracker:
+    """Maps per-tile steps onto the overall progress bar and raises Cancelled when asked to stop."""
+
+    def __init__(self, progress: ProgressCallback | None, cancel: CancelCheck | None) -> None:
+        self._progress = progress
+        self._cancel = cancel
+        self._total = 1
+        self._done = 0
+
+    def check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel():
+            raise Cancelled("cancelled by the user; nothing was written")
+
+    def stage(self, name: str, fraction: float) -> None:
+        self.check_cancel()
+        if self._progress is not None:
+            low, high = _STAGE_SPAN[name]
+            self._progress(low + (high - low) * fraction, name)
+
+    def expect(self, steps: int) -> None:
+        self._total, self._done = max(1, steps), 0
+        self.stage("network", 0.0)
+
+    def advance(self) -> None:
+        self._done += 1
+        self.stage("network", min(1.0, self._done / self._total))
+
+
+class _timed:
+    def __init__(self, report: RunReport, name: str) -> None:
+        self.report, self.name = report, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.report.seconds[self.name] = self.report.seconds.get(self.name, 0.0) + time.perf_counter() - self.start

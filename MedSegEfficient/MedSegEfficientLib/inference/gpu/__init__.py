@@ -1,0 +1,1 @@
+"""Device choice and the GPU's fast paths: CUDA graphs, slice staging, label download."""

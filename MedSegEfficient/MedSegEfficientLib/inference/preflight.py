@@ -1,0 +1,121 @@
+"""Before a run: the memory it needs, estimated from the model card and the volume, against what is free.
+
+The estimate counts the buffers the engine allocates (the input on the model grid, blended class scores, the
+label map) exactly, and the network's working memory with a conservative rule: 512 bytes per voxel of a batch
+of tiles or slices. On the H100 runs in docs/benchmarks.md the networks used 110-500 bytes per tile voxel
+(TokenSeg 110, nnU-Net 3d_fullres about 500), so the rule errs on the side of warning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from MedSegEfficientLib.model.card import ModelCard
+from MedSegEfficientLib.volume import Volume
+
+WORKING_BYTES_PER_VOXEL = 512
+HEADROOM = 0.9  # use at most this share of what is free
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    ram_bytes: int
+    gpu_bytes: int  # 0 for a CPU run
+
+
+@dataclass(frozen=True)
+class Preflight:
+    estimate: MemoryEstimate
+    fits: bool
+    advice: list[str] = field(default_factory=list)
+
+    def message(self) -> str:
+        need = f"needs about {self.estimate.ram_bytes / 2**30:.1f} GiB RAM"
+        if self.estimate.gpu_bytes:
+            need += f" and {self.estimate.gpu_bytes / 2**30:.1f} GiB GPU memory"
+        return need + ("" if self.fits else ": more than is free. " + " ".join(self.advice))
+
+
+def model_grid_voxels(volume: Volume, card: ModelCard) -> int:
+    """Voxels after resampling to the card's spacing (2D models keep the slice axis as it is)."""
+    if card.spacing is None:
+        return math.prod(volume.grid_shape)
+    spacing_kji = tuple(reversed(volume.spacing))
+    target = list(reversed(card.spacing)) if len(card.spacing) == 3 else None
+    if target is None:  # 2D spacing (in-plane x, y): the slice axis keeps its count
+        target = [spacing_kji[0], card.spacing[1], card.spacing[0]]
+    return math.prod(max(1, round(n * s / t)) for n, s, t in zip(volume.grid_shape, spacing_kji, target))
+
+
+def estimate(volume: Volume, card: ModelCard, gpu: bool, batch: int | None = None,
+             parameters: int = 0) -> MemoryEstimate:
+    voxels = model_grid_voxels(volume, card)
+    classes = card.out_channels
+    image = card.in_channels * voxels * 4
+    labels = voxels * 5  # int32 argmax, then uint8
+    source = math.prod(volume.array.shape) * 4  # the float32 copy resampling reads
+    if card.spatial_dims == 3:
+        batch = batch or 4
+        unit = math.prod(card.patch_size) if card.patch_size else voxels
+        scores = classes * voxels * (2 if gpu else 4) + voxels * 4  # blended scores and their weights
+    else:
+        batch = batch or 16
+        slice_pixels = voxels / max(1, volume.grid_shape[0])
+        unit = math.prod(card.patch_size) if card.patch_size else slice_pixels
+        scores = 0  # 2D: class scores exist only per batch of slices
+    working = int(batch * unit * WORKING_BYTES_PER_VOXEL) + parameters * 4
+    if gpu:
+        return MemoryEstimate(ram_bytes=source + image + labels, gpu_bytes=image + scores + working)
+    return MemoryEstimate(ram_bytes=source + image + labels + scores + working, gpu_bytes=0)
+
+
+def check(volume: Volume, card: ModelCard, gpu: bool, free_gpu: int | None, free_ram: int | None,
+          parameters: int = 0) -> Preflight:
+    """Whether the run fits, and what to do if not: Fast mode (one tile at a time) or the CPU, or a region."""
+    need = estimate(volume, card, gpu, parameters=parameters)
+    gpu_ok = not gpu or free_gpu is None or need.gpu_bytes <= HEADROOM * free_gpu
+    ram_ok = free_ram is None or need.ram_bytes <= HEADROOM * free_ram
+    if gpu_ok and ram_ok:
+        return Preflight(need, True)
+    advice = []
+    single = estimate(volume, card, gpu, batch=1, parameters=parameters)
+    if gpu and not gpu_ok:
+        if free_gpu is not None and single.gpu_bytes <= HEADROOM * free_gpu:
+            advice.append("Fast mode (one tile at a time) fits on the GPU.")
+        cpu = estimate(volume, card, False, parameters=parameters)
+        if free_ram is None or cpu.ram_bytes <= HEADROOM * free_ram:
+            advice.append("The CPU has room (slower).")
+    if not ram_ok or not advice:
+        advice.append("Segment a region of interest (ROI) to need less.")
+    return Preflight(need, False, advice)
+
+
+def free_memory(device_type: str) -> tuple[int | None, int | None]:
+    """(free GPU bytes or None, available RAM bytes or None where the platform does not say)."""
+    free_gpu = None
+    if device_type == "cuda":
+        import torch
+
+        free_gpu = int(torch.cuda.mem_get_info()[0])
+    return free_gpu, _available_ram()
+
+
+def _available_ram() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+__all__ = ["MemoryEstimate", "Preflight", "check", "estimate", "free_memory", "model_grid_voxels"]

@@ -1,0 +1,1 @@
+"""The model file and what it describes: the card, the safetensors format, the shipped and user models, terminology."""

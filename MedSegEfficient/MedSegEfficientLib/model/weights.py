@@ -1,0 +1,97 @@
+"""The weights of a model file: build the card's network, save it with its card, load it back checked.
+
+Every tensor name and shape must match the network in the card; a file cannot make the loader build anything
+else. Reading the card alone is ``model_file.read_card``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from MedSegEfficientLib.errors import ModelFileError
+from MedSegEfficientLib.files import write_atomically
+from MedSegEfficientLib.model.card import ModelCard
+from MedSegEfficientLib.model.library import resolve_model_path
+from MedSegEfficientLib.model.model_file import CARD_METADATA_KEY, read_card
+from MedSegEfficientLib.networks import build_network
+
+
+@dataclass
+class LoadedModel:
+    card: ModelCard
+    network: nn.Module
+    path: Path | None = None
+
+
+def build_from_card(card: ModelCard) -> nn.Module:
+    return build_network(card.network.name, card.spatial_dims, card.in_channels, card.out_channels,
+                         preset=card.network.preset, args=card.network.args)
+
+
+def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module, half: bool = False) -> Path:
+    """Write atomically: a crash mid-write never leaves a half model file under the final name.
+
+    ``half`` stores floating-point weights as float16 (half the file); loading casts them back to the network's
+    float32, so a half file runs exactly like a float32 one rounded to float16 (``round_to_half``).
+    """
+    from safetensors.torch import save_file
+
+    tensors = {name: _stored(tensor, half) for name, tensor in network.state_dict().items()}
+    metadata = {CARD_METADATA_KEY: json.dumps(card.to_dict())}
+    return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    tensor = tensor.detach().cpu()
+    return (tensor.half() if half and tensor.is_floating_point() else tensor).contiguous()
+
+
+def round_to_half(network: nn.Module) -> nn.Module:
+    """A copy of the network whose weights went through float16, as a half model file stores them."""
+    import copy
+
+    rounded = copy.deepcopy(network)
+    with torch.no_grad():
+        for tensor in rounded.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half())
+    return rounded
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(path)
+    card = read_card(path)
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except Exception as error:
+        raise ModelFileError(f"{path.name}: the weights cannot be read (truncated or corrupt?): {error}") from None
+    network = build_from_card(card)
+    load_weights(network, tensors, path.name)
+    return LoadedModel(card=card, network=network.eval().to(device), path=path)
+
+
+def load_weights(network: nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    try:
+        result = network.load_state_dict(dict(tensors), strict=False)
+    except RuntimeError as error:  # shape mismatches
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise ModelFileError(f"{source}: weights do not match the network in the card: {detail}") from None
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[0]})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
+    if problems:
+        raise ModelFileError(f"{source}: weights do not match the network in the card: " + ", ".join(problems))
+
+
+__all__ = ["LoadedModel", "build_from_card", "load_model", "load_weights", "round_to_half", "save_model"]

@@ -1,0 +1,1 @@
+"""Peer networks users know: the plain residual U-Net, MONAI's networks, nnU-Net's topologies."""

@@ -1,0 +1,1 @@
+"""TokenSeg: hierarchical sparse tokens, vector quantisation and sparse refinement."""

@@ -1,0 +1,1 @@
+"""What the Slicer module runs: its Logic, the MRML scene glue, background runs, dependencies."""

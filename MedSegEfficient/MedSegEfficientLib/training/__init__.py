@@ -1,0 +1,1 @@
+"""Training a model: datasets, augmentation, the training loop."""

@@ -1,0 +1,157 @@
+"""Training data: the nnU-Net / Medical Segmentation Decathlon folder layout, or explicit image/label pairs.
+
+Layout: ``dataset.json`` + ``imagesTr/`` + ``labelsTr/`` (nnU-Net v2 names ``case_0000.nii.gz`` for channel 0,
+MSD names ``case.nii.gz``), optional ``imagesVal/`` + ``labelsVal/`` or a ``validation`` list in dataset.json.
+dataset.json labels in either convention: ``{"background": 0, "liver": 1}`` or ``{"0": "background", "1": "liver"}``.
+An optional ``medseg_labels`` list in dataset.json gives colours and terminology codes (model-card label form).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from MedSegEfficientLib.model.card import LabelInfo, Normalization
+from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.io.images import read_image
+from MedSegEfficientLib.inference.preprocessing import resample_labels
+from MedSegEfficientLib.volume import Volume
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+# A qualitative palette for labels that come without colours (Slicer's GenericAnatomyColors feel).
+PALETTE = [(221, 130, 101), (157, 108, 162), (185, 102, 83), (185, 102, 99), (216, 132, 105), (249, 180, 111),
+           (224, 97, 76), (0, 151, 206), (244, 214, 49), (241, 214, 145), (253, 232, 158), (128, 174, 128),
+           (111, 184, 210), (183, 156, 220), (230, 220, 70), (145, 60, 66)]
+
+
+@dataclass
+class CasePaths:
+    image: Path
+    label: Path
+
+
+@dataclass
+class TrainingCase:
+    name: str
+    image: Volume
+    labels: Volume
+
+
+@dataclass
+class DatasetDescription:
+    training: list[CasePaths]
+    validation: list[CasePaths]
+    labels: list[LabelInfo]
+    modality: str
+
+
+def describe_folder(folder: Path) -> DatasetDescription:
+    folder = Path(folder)
+    meta_path = folder / "dataset.json"
+    if not meta_path.is_file():
+        raise MedSegError(f"{folder} has no dataset.json (nnU-Net / MSD layout expected)")
+    meta = json.loads(meta_path.read_text())
+    labels = parse_labels(meta)
+    training = _pairs_from_listing(folder, meta.get("training")) or _pairs_from_folders(folder, "Tr")
+    validation = _pairs_from_listing(folder, meta.get("validation")) or _pairs_from_folders(folder, "Val")
+    if not training:
+        raise MedSegError(f"{folder} has no training cases (imagesTr/labelsTr)")
+    return DatasetDescription(training, validation, labels, dataset_modality(meta))
+
+
+def describe_pairs(pairs: list[tuple[str, str]], label_names: dict[int, str] | None = None,
+                   modality: str = "CT") -> DatasetDescription:
+    cases = [CasePaths(Path(image), Path(label)) for image, label in pairs]
+    names = label_names or {}
+    if not names:  # labels named after their values, found in the first label map
+        values = np.unique(read_image(cases[0].label).array)
+        names = {int(v): f"label_{int(v)}" for v in values if v > 0}
+    labels = [LabelInfo(value=v, name=n, color=PALETTE[(v - 1) % len(PALETTE)]) for v, n in sorted(names.items())]
+    return DatasetDescription(cases, [], labels, modality)
+
+
+def parse_labels(meta: dict[str, Any]) -> list[LabelInfo]:
+    if isinstance(meta.get("medseg_labels"), list):
+        return [LabelInfo(**{**entry, "color": tuple(entry.get("color", PALETTE[0]))}) for entry in meta["medseg_labels"]]
+    raw = meta.get("labels")
+    if not isinstance(raw, dict) or not raw:
+        raise MedSegError("dataset.json has no 'labels' object")
+    pairs = []
+    for key, value in raw.items():
+        if str(key).isdigit():  # MSD: {"1": "liver"}
+            pairs.append((int(key), str(value)))
+        elif isinstance(value, int):  # nnU-Net v2: {"liver": 1}
+            pairs.append((value, str(key)))
+        else:
+            raise MedSegError(f"dataset.json label entry {key!r}: {value!r} is not understood")
+    return [LabelInfo(value=v, name=n, color=PALETTE[(v - 1) % len(PALETTE)])
+            for v, n in sorted(pairs) if v > 0]
+
+
+def dataset_modality(meta: dict[str, Any]) -> str:
+    channels = meta.get("channel_names") or meta.get("modality") or {"0": "CT"}
+    first = str(next(iter(channels.values())))
+    return "CT" if first.upper() == "CT" else first
+
+
+def _pairs_from_listing(folder: Path, listing: Any) -> list[CasePaths]:
+    if not isinstance(listing, list):
+        return []
+    return [CasePaths(folder / entry["image"], folder / entry["label"]) for entry in listing]
+
+
+def _pairs_from_folders(folder: Path, split: str) -> list[CasePaths]:
+    images, labels = folder / f"images{split}", folder / f"labels{split}"
+    if not labels.is_dir():
+        return []
+    cases = []
+    for label in sorted(p for p in labels.iterdir() if p.name.endswith(IMAGE_SUFFIXES)):
+        stem = _stem(label.name)
+        candidates = [images / f"{stem}_0000{_suffix(label.name)}", images / label.name]
+        image = next((c for c in candidates if c.is_file()), None)
+        if image is None:
+            raise MedSegError(f"no image for label {label.name} in {images}")
+        cases.append(CasePaths(image, label))
+    return cases
+
+
+def _suffix(name: str) -> str:
+    return next(s for s in IMAGE_SUFFIXES if name.endswith(s))
+
+
+def _stem(name: str) -> str:
+    return re.sub(re.escape(_suffix(name)) + "$", "", name)
+
+
+def load_cases(paths: list[CasePaths]) -> list[TrainingCase]:
+    cases = []
+    for pair in paths:
+        image, labels = read_image(pair.image), read_image(pair.label)
+        labels = labels.with_array(labels.array.astype(np.uint16 if labels.array.max() > 255 else np.uint8))
+        if not labels.same_grid(image, tolerance=1e-3):  # e.g. a mask stored with another axis order
+            labels = image.with_array(resample_labels(labels.array, labels, image))
+        cases.append(TrainingCase(_stem(pair.image.name), image, labels))
+    return cases
+
+
+def median_spacing(cases: list[TrainingCase]) -> list[float]:
+    return [float(s) for s in np.median([case.image.spacing for case in cases], axis=0)]
+
+
+def normalization_from_data(cases: list[TrainingCase], modality: str) -> Normalization:
+    """CT: clip to the 0.5/99.5 percentiles of foreground HU, then the foreground mean and std (as nnU-Net does).
+    Other modalities: per-image z-score."""
+    if modality.upper() != "CT":
+        return Normalization(kind="zscore")
+    samples = np.concatenate([case.image.array[case.labels.array > 0][::10].astype(np.float32) for case in cases])
+    if samples.size == 0:
+        return Normalization(kind="ct", lower=-1000.0, upper=1000.0, mean=0.0, std=500.0)
+    lower, upper = np.percentile(samples, [0.5, 99.5])
+    clipped = np.clip(samples, lower, upper)
+    return Normalization(kind="ct", lower=float(lower), upper=float(upper), mean=float(clipped.mean()),
+                         std=float(max(clipped.std(), 1e-3)))

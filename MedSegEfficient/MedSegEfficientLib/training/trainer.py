@@ -1,0 +1,267 @@
+"""Training: MONAI augmentation, Dice + cross-entropy, AdamW with a cosine schedule, AMP on CUDA.
+
+Validation runs the real engine on each validation image every epoch (exactly what a user gets), scores
+per-label Dice on the image's own grid, and the best model is written as a model file with its card filled.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from MedSegEfficientLib.model.card import ModelCard, NetworkInfo
+from MedSegEfficientLib.model.weights import LoadedModel, build_from_card, load_model, round_to_half, save_model
+from MedSegEfficientLib.training.datasets import DatasetDescription, TrainingCase, load_cases, median_spacing, normalization_from_data
+from MedSegEfficientLib.inference.gpu.devices import describe_device, select_device
+from MedSegEfficientLib.inference.engine import Segmenter, SegmentOptions
+from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.metrics import dice_per_label
+from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
+from MedSegEfficientLib.training.augmentation import training_transforms
+
+
+@dataclass
+class TrainConfig:
+    network: str = "monai_unet"
+    preset: str | None = "small"
+    network_args: dict[str, Any] = field(default_factory=dict)
+    spatial_dims: int = 3
+    patch_size: list[int] | None = None
+    spacing: list[float] | None = None  # None: the median spacing of the training images
+    epochs: int = 50
+    iterations_per_epoch: int = 50
+    batch_size: int = 2
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    device: str = "auto"
+    seed: int = 0
+    init: str | None = None  # a model file whose weights start the training
+    name: str | None = None
+    description: str = ""
+    workers: int = 0
+    validation_fraction: float = 0.2
+    half_weights: bool = False  # store float16 weights; validation then runs on the float16-rounded weights
+    max_minutes: float | None = None  # stop after the epoch that passes this wall time, keeping the best model
+    command: str = ""  # the command line, recorded in the card for provenance
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    seconds: float
+    dice: dict[str, float]
+    mean_dice: float | None
+
+
+def train(description: DatasetDescription, output: Path, config: TrainConfig,
+          log: Callable[[str], None] = print, show_progress: bool = True) -> ModelCard:
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    device = select_device(config.device)
+    output = Path(output)
+    log_path = output.with_suffix(".train.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "w", buffering=1)  # line-buffered, so that `tail -f` follows it
+
+    def say(message: str) -> None:
+        log(message)
+        log_file.write(message + "\n")
+
+    training_cases = load_cases(description.training)
+    validation_cases = load_cases(description.validation)
+    if not validation_cases and len(training_cases) > 1:
+        held = max(1, int(round(len(training_cases) * config.validation_fraction)))
+        validation_cases, training_cases = training_cases[-held:], training_cases[:-held]
+    card = _initial_card(description, training_cases, config)
+    network = build_from_card(card)
+    if config.init:
+        _initialise_from(network, config.init)
+    network.to(device)
+    say(f"training {card.network.name} ({sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters) "
+        f"on {len(training_cases)} case(s), validating on {len(validation_cases)}, device {describe_device(device)}")
+    say(f"model grid: spacing {card.spacing}, patch {card.patch_size}, normalisation {card.normalization}")
+
+    loader = _training_loader(training_cases, card, config)
+    from monai.losses import DiceCELoss
+
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    total_steps = config.epochs * config.iterations_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    progress = _progress_bar(total_steps, show_progress)
+    best: float | None = None
+    history: list[EpochRecord] = []
+    started = time.time()
+    for epoch in range(1, config.epochs + 1):
+        network.train()
+        epoch_start, losses, skipped = time.time(), [], 0
+        for batch in loader:
+            images, labels = batch["image"].to(device), batch["label"].to(device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                logits = network(images)
+            # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
+            loss = _supervised_loss(loss_function, logits, labels) + _extra_loss(network, labels)
+            if not torch.isfinite(loss):
+                skipped += 1
+                scheduler.step()
+                continue
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=12.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            progress.update(1)
+            progress.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        if skipped:
+            say(f"epoch {epoch}: skipped {skipped} batch(es) with a non-finite loss")
+        if not losses:
+            raise MedSegError("training diverged: every batch of an epoch had a non-finite loss; lower --lr")
+        evaluated = round_to_half(network) if config.half_weights else network
+        dice = validate(LoadedModel(card, evaluated), validation_cases, device) if validation_cases else {}
+        scored = [v for v in dice.values() if not math.isnan(v)]
+        mean_dice = float(np.mean(scored)) if scored else None
+        record = EpochRecord(epoch, float(np.mean(losses)), time.time() - epoch_start, dice, mean_dice)
+        history.append(record)
+        say(f"epoch {epoch}/{config.epochs} loss {record.train_loss:.4f} "
+            + (f"val mean Dice {mean_dice:.4f} " if mean_dice is not None else "")
+            + " ".join(f"{k}={v:.3f}" for k, v in dice.items()) + f" ({record.seconds:.1f} s)" + _network_report(network))
+        score = mean_dice if mean_dice is not None else -record.train_loss
+        if best is None or score > best:
+            best = score
+            _record_results(card, record, validation_cases, config, device, time.time() - started)
+            save_model(output, card, network, half=config.half_weights)
+            say(f"saved {output} (epoch {epoch})")
+        if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
+            say(f"stopping after epoch {epoch}: the {config.max_minutes} minute limit has passed")
+            break
+    progress.close()
+    log_file.close()
+    return card
+
+
+def validate(model: LoadedModel, cases: list[TrainingCase], device: torch.device) -> dict[str, float]:
+    """Per-label Dice over all validation cases, the engine run exactly as a user runs it."""
+    was_training = model.network.training
+    segmenter = Segmenter(model, SegmentOptions(device=device.type))
+    predictions, references = [], []
+    for case in cases:
+        predictions.append(segmenter.segment(case.image).labels)
+        references.append(case.labels.array)
+    model.network.train(was_training)
+    values = [label.value for label in model.card.labels]
+    names = {label.value: label.name for label in model.card.labels}
+    scores = dice_per_label(predictions, references, values)
+    return {names[v]: s for v, s in scores.items()}
+
+
+def _initial_card(description: DatasetDescription, cases: list[TrainingCase], config: TrainConfig) -> ModelCard:
+    dims = config.spatial_dims
+    spacing = config.spacing or median_spacing(cases)
+    if dims == 2:  # in-plane spacing only (the slice axis is z)
+        spacing = spacing[:2]
+    patch = config.patch_size or ([96, 96, 96] if dims == 3 else [256, 256])
+    card = ModelCard(
+        name=config.name or Path(description.training[0].image).parent.parent.name,
+        description=config.description,
+        network=NetworkInfo(config.network, config.preset, dict(config.network_args)),
+        spatial_dims=dims, in_channels=cases[0].image.channels, labels=list(description.labels),
+        modality=description.modality, normalization=normalization_from_data(cases, description.modality),
+        spacing=[float(s) for s in spacing], patch_size=list(patch) if dims == 3 else None,
+    )
+    return card
+
+
+def _training_loader(cases: list[TrainingCase], card: ModelCard, config: TrainConfig):
+    from monai.data import DataLoader, Dataset
+
+    items = []
+    for case in cases:
+        grid = to_model_grid(case.image, card)
+        labels = resample_labels(case.labels.array, case.labels, grid.geometry)
+        items.append({"image": grid.array, "label": labels[np.newaxis].astype(np.int64)})
+    patch = config.patch_size or (card.patch_size if card.spatial_dims == 3 else [256, 256])
+    pad_value = min(float(item["image"].min()) for item in items)  # air, as the engine pads at inference
+    transforms = training_transforms(card.spatial_dims, list(patch), pad_value)
+    # One pass of the loader is one epoch: the cases repeat so that each epoch draws
+    # iterations_per_epoch batches of random crops, and worker processes start once.
+    draws = config.iterations_per_epoch * config.batch_size
+    repeated = [items[index % len(items)] for index in range(draws)]
+    return DataLoader(Dataset(repeated, transforms), batch_size=config.batch_size, shuffle=True,
+                      num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=True)
+
+
+def _supervised_loss(loss_function, logits, labels: torch.Tensor) -> torch.Tensor:
+    """One output, or deep supervision (full resolution first): scales weighted 1, 1/2, 1/4, ... as nnU-Net does."""
+    if isinstance(logits, torch.Tensor):
+        return loss_function(logits.float(), labels)
+    weights = [0.5 ** index for index in range(len(logits))]
+    total = 0.0
+    for weight, scale in zip(weights, logits):
+        target = labels if scale.shape[2:] == labels.shape[2:] else torch.nn.functional.interpolate(
+            labels.float(), size=scale.shape[2:], mode="nearest").long()
+        total = total + weight * loss_function(scale.float(), target)
+    return total / sum(weights)
+
+
+def _extra_loss(network: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
+    """Networks with auxiliary objectives (vector quantisation, boundary scores) expose ``extra_loss(labels)``."""
+    extra = getattr(network, "extra_loss", None)
+    return extra(labels) if callable(extra) else 0.0
+
+
+def _network_report(network: torch.nn.Module) -> str:
+    """A network's own figures for the epoch line (TokenSeg: codebook usage), if it has any."""
+    report = getattr(network, "training_report", None)
+    return f" [{report()}]" if callable(report) else ""
+
+
+def _initialise_from(network: torch.nn.Module, path: str) -> None:
+    source = load_model(path).network.state_dict()
+    own = network.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise MedSegError(f"{path}: no weights match this network")
+    network.load_state_dict(matched, strict=False)
+
+
+def _record_results(card: ModelCard, record: EpochRecord, validation_cases: list[TrainingCase],
+                    config: TrainConfig, device: torch.device, seconds: float) -> None:
+    card.training = {
+        "command": config.command or "medseg train (from Python)",
+        "config": {k: v for k, v in config.__dict__.items() if k != "command"},
+        "machine": f"{platform.machine()} {platform.system()}, {describe_device(device)}",
+        "torch": torch.__version__,
+        "best_epoch": record.epoch,
+        "train_loss": round(record.train_loss, 5),
+        "seconds": round(seconds, 1),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
+    if record.dice:
+        card.metrics = {
+            "validation_dice": {k: (None if math.isnan(v) else round(v, 4)) for k, v in record.dice.items()},
+            "validation_mean_dice": None if record.mean_dice is None else round(record.mean_dice, 4),
+            "validation_cases": [case.name for case in validation_cases],
+        }
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="it", dynamic_ncols=True)
+
+
+__all__ = ["TrainConfig", "train", "validate"]
