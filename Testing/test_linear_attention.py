@@ -6,12 +6,8 @@ import math
 
 import pytest
 import torch
-from MedSegEfficientLib.networks.linear_attention.attention import (
-    LinearAttention,
-    apply_rope,
-    quadratic_reference,
-    rope_rotations,
-)
+from MedSegEfficientLib.networks.linear_attention.attention import LinearAttention, quadratic_reference
+from MedSegEfficientLib.networks.rope import apply_rope, rope_rotations
 
 
 @pytest.mark.parametrize("bottleneck, height, width", [(None, 8, 8), (None, 12, 20), (8, 16, 8)])

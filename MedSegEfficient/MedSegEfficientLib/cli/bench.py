@@ -31,7 +31,7 @@ from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
 from MedSegEfficientLib.volume import Volume
 
 
-def add_bench_parser(commands) -> None:
+def add_parser(commands) -> None:
     bench = commands.add_parser("bench", help="benchmark networks through the engine on one input")
     bench.add_argument("--networks", required=True,
                        help="comma-separated NAME[:PRESET][/2d|/3d] or model files, e.g. nnunet_plain:3d_fullres")
@@ -48,10 +48,10 @@ def add_bench_parser(commands) -> None:
                        help="replay tiles or slice batches as CUDA graphs where possible (default: for 2D slices only)")
     bench.add_argument("--threads", type=int, help="CPU threads for torch")
     bench.add_argument("--json", help="write the results here")
-    bench.set_defaults(handler=run_bench)
+    bench.set_defaults(handler=run)
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)

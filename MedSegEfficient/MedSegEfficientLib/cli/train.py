@@ -11,7 +11,7 @@ from pathlib import Path
 from MedSegEfficientLib.errors import MedSegError
 
 
-def add_train_parser(commands) -> None:
+def add_parser(commands) -> None:
     train = commands.add_parser("train", help="train a model on an nnU-Net/MSD folder or image/label pairs")
     train.add_argument("data", nargs="?", help="folder with dataset.json, imagesTr/, labelsTr/")
     train.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
@@ -36,10 +36,10 @@ def add_train_parser(commands) -> None:
     train.add_argument("--half-weights", action="store_true",
                        help="store float16 weights (half the file); validation Dice is measured on them")
     train.add_argument("--quiet", action="store_true")
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=run)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from MedSegEfficientLib.training.datasets import describe_folder, describe_pairs
     from MedSegEfficientLib.training.trainer import TrainConfig, train
 

@@ -21,11 +21,10 @@ from MedSegEfficientLib.model.card import ModelCard, NetworkInfo
 from MedSegEfficientLib.model.weights import LoadedModel, build_from_card, load_model, round_to_half, save_model
 from MedSegEfficientLib.training.datasets import DatasetDescription, TrainingCase, load_cases, median_spacing, normalization_from_data
 from MedSegEfficientLib.inference.gpu.devices import describe_device, select_device
-from MedSegEfficientLib.inference.engine import Segmenter, SegmentOptions
 from MedSegEfficientLib.errors import MedSegError
-from MedSegEfficientLib.metrics import dice_per_label
 from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
 from MedSegEfficientLib.training.augmentation import training_transforms
+from MedSegEfficientLib.training.validation import validate
 
 
 @dataclass
@@ -151,21 +150,6 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     progress.close()
     log_file.close()
     return card
-
-
-def validate(model: LoadedModel, cases: list[TrainingCase], device: torch.device) -> dict[str, float]:
-    """Per-label Dice over all validation cases, the engine run exactly as a user runs it."""
-    was_training = model.network.training
-    segmenter = Segmenter(model, SegmentOptions(device=device.type))
-    predictions, references = [], []
-    for case in cases:
-        predictions.append(segmenter.segment(case.image).labels)
-        references.append(case.labels.array)
-    model.network.train(was_training)
-    values = [label.value for label in model.card.labels]
-    names = {label.value: label.name for label in model.card.labels}
-    scores = dice_per_label(predictions, references, values)
-    return {names[v]: s for v, s in scores.items()}
 
 
 def _initial_card(description: DatasetDescription, cases: list[TrainingCase], config: TrainConfig) -> ModelCard:
