@@ -29,7 +29,7 @@ class MedSegEfficient(ScriptedLoadableModule):
         self.parent.title = "MedSegEfficient"
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = []
-        self.parent.contributors = ["MedSegEfficient maintainers (https://github.com/medsegefficient/SlicerMedSegEfficient)"]
+        self.parent.contributors = ["MedSegEfficient maintainers (github.com/medsegefficient)"]
         self.parent.helpText = ("Segment the selected volume with an efficient deep network (shipped or imported "
                                 "model file) on the GPU or CPU; the result is an editable segmentation.")
         self.parent.acknowledgementText = ("Sample data and demo labels: TotalSegmentator (Wasserthal et al., "

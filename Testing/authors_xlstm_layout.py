@@ -1,4 +1,4 @@
-"""Test-only: the xLSTM-UNet authors' module layout (networks.md section 2), written here from that description,
+"""Test-only: the xLSTM-UNet authors' module layout (docs/networks.md section 2), written here from that description,
 to produce checkpoints with exactly their key names and shapes and a reference forward pass to compare with.
 
 Residual blocks after the first of a stage are dynamic_network_architectures' real ``BasicBlockD``, as in the

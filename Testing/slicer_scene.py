@@ -10,7 +10,7 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
-SHARED_SLICER = Path(__file__).resolve().parents[2] / "shared" / "slicer"
+SLICER_DATA = Path(__file__).resolve().parent / "data" / "slicer"  # copied from Slicer: data/slicer/README.md
 
 
 class SlicerLogics:
@@ -33,9 +33,9 @@ class SlicerLogics:
         return logic
 
     def load_terminologies(self) -> None:
-        for path in sorted(SHARED_SLICER.glob("SegmentationCategoryTypeModifier-*.json")):
+        for path in sorted(SLICER_DATA.glob("SegmentationCategoryTypeModifier-*.json")):
             self.terminologies.LoadTerminologyFromFile(str(path))
-        self.terminologies.LoadRegionContextFromFile(str(SHARED_SLICER / "AnatomicRegionAndModifier-DICOM-Master.json"))
+        self.terminologies.LoadRegionContextFromFile(str(SLICER_DATA / "AnatomicRegionAndModifier-DICOM-Master.json"))
 
     def install_application_globals(self) -> None:
         import slicer

@@ -1,5 +1,5 @@
 """Importing pretrained encoders: MLLA ImageNet backbones into MLLA-UNet, HRMedSeg's distilled encoder + neck.
-The files are written here in the publishers' formats (their key names and shapes, networks.md sections 3 and 5),
+The files are written here in the publishers' formats (their key names and shapes, docs/networks.md sections 3 and 5),
 with random values, the persistent RoPE buffers and, for HRMedSeg, a ``module.`` prefix."""
 
 from __future__ import annotations

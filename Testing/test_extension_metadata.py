@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT.parent / "shared" / "slicer" / "slicer-extension-catalog-entry-schema-v1.0.2.json"
+SCHEMA = ROOT / "Testing" / "data" / "slicer" / "slicer-extension-catalog-entry-schema-v1.0.2.json"
 
 
 def cmake_setting(name: str) -> str:
@@ -20,8 +20,6 @@ def cmake_setting(name: str) -> str:
 
 def test_catalog_entry_is_valid_and_consistent():
     jsonschema = pytest.importorskip("jsonschema")
-    if not SCHEMA.exists():
-        pytest.skip("Slicer's catalog schema (../shared/slicer) is not beside this checkout")
     entry = json.loads((ROOT / "MedSegEfficient.json").read_text())
     jsonschema.validate(entry, json.loads(SCHEMA.read_text()))
     assert entry["category"] == cmake_setting("EXTENSION_CATEGORY")
@@ -38,9 +36,39 @@ def test_cmake_metadata_names_files_that_exist():
     module_cmake = (ROOT / "MedSegEfficient" / "CMakeLists.txt").read_text()
     assert "WITH_GENERIC_TESTS" in module_cmake
     resources = re.findall(r"^\s+(Resources/\S+)$", module_cmake, re.M)
-    assert len(resources) == 3  # icon, panel, extra terminology; the shipped models come from the glob below
-    assert "MedSegEfficientLib/models/*.safetensors" in module_cmake
-    assert list((ROOT / "MedSegEfficient" / "MedSegEfficientLib" / "models").glob("*.safetensors"))
+    assert len(resources) == 2  # icon, panel; the Lib's data (models, terminology) come from the glob below
     for resource in resources:
         path = resource.replace("${MODULE_NAME}", "MedSegEfficient")
         assert (ROOT / "MedSegEfficient" / path).is_file(), path
+    globbed = re.search(r"file\(GLOB MODULE_LIB_DATA_FILES RELATIVE \S+\s+([^)]*)\)", module_cmake).group(1).split()
+    package_data = re.search(r'MedSegEfficientLib = \[([^]]*)\]', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert sorted(globbed) == sorted("MedSegEfficientLib/" + item.strip(' "') for item in package_data.split(","))
+    for pattern in globbed:  # every glob finds files: a moved folder would ship without them
+        assert list((ROOT / "MedSegEfficient").glob(pattern)), pattern
+    for cmake in (ROOT / "CMakeLists.txt", ROOT / "MedSegEfficient" / "CMakeLists.txt"):
+        for folder in re.findall(r"add_subdirectory\((\S+)\)", cmake.read_text()):
+            assert (cmake.parent / folder / "CMakeLists.txt").is_file(), f"{cmake}: {folder}"
+
+
+def test_licence_and_contributors_agree_everywhere():
+    assert "Apache License" in (ROOT / "LICENSE.txt").read_text() and "Version 2.0" in (ROOT / "LICENSE.txt").read_text()
+    assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text()
+    module_source = (ROOT / "MedSegEfficient" / "MedSegEfficient.py").read_text()
+    contributors = cmake_setting("EXTENSION_CONTRIBUTORS")
+    assert f'self.parent.contributors = ["{contributors}"]' in module_source
+    assert "maintainers" in contributors
+
+
+def test_the_module_file_imports_nothing_heavy_at_file_scope():
+    """Slicer imports every module file at start-up: torch and the engine wait for the first Segment."""
+    import ast
+
+    tree = ast.parse((ROOT / "MedSegEfficient" / "MedSegEfficient.py").read_text())
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            top.add(node.module)
+    assert top <= {"logging", "sys", "typing", "qt", "slicer", "slicer.parameterNodeWrapper",
+                   "slicer.ScriptedLoadableModule", "slicer.util", "MedSegEfficientLib.slicer.logic"}, top

@@ -20,7 +20,7 @@ def random_inputs(batch=2, heads=3, length=200, head_dim=8, seed=0, forget_bias=
 
 
 def recurrent_reference(q, k, v, i, f):
-    """The matrix memory step by step (networks.md: C_t = f C + i v k^T, n_t = f n + i k), log-stabilised."""
+    """The matrix memory step by step (docs/networks.md: C_t = f C + i v k^T, n_t = f n + i k), log-stabilised."""
     batch, heads, length, head_dim = q.shape
     q, k, v, i, f = (t.double() for t in (q, k, v, i, f))
     memory = torch.zeros(batch, heads, head_dim, head_dim, dtype=torch.float64)

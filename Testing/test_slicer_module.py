@@ -102,3 +102,27 @@ def test_the_slicer_self_test_passes_on_a_real_scene(module, slicer_logics):
     test = module.MedSegEfficientTest("test_demo_model_on_volume_node")
     test.runTest()
     assert test.messages == ["MedSegEfficient self-test passed"]
+
+
+def test_reloading_the_module_reloads_the_lib():
+    """Slicer's Reload re-reads the module file only; the widget drops the Lib so that its edits load too."""
+    import subprocess
+    import sys
+    import textwrap
+
+    testing = Path(__file__).resolve().parent
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(testing.parent / "MedSegEfficient")!r}, {str(testing)!r}]
+        from slicer_application_standin import import_module_file
+        module = import_module_file()
+        before = module.MedSegEfficientLogic
+        widget = module.MedSegEfficientWidget()
+        widget.onReload()
+        left = [name for name in sys.modules if name.startswith("MedSegEfficientLib")]
+        from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
+        print(widget.reloaded, len(left), MedSegEfficientLogic is not before)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "0", "True"]

@@ -12,9 +12,9 @@ from MedSegEfficientLib.model.library import SHIPPED_MODELS_DIR
 from MedSegEfficientLib.model.model_file import read_card
 from MedSegEfficientLib.model.terminology import (EXTRA_CONTEXT, EXTRA_FILE, extra_terminology, listed_keys,
                                             terminology_entry)
-from slicer_scene import SHARED_SLICER
+from slicer_scene import SLICER_DATA
 
-SLICER_FILES = sorted(SHARED_SLICER.glob("SegmentationCategoryTypeModifier-*.json"))
+SLICER_FILES = sorted(SLICER_DATA.glob("SegmentationCategoryTypeModifier-*.json"))
 
 
 def slicer_keys() -> set[tuple]:
@@ -26,7 +26,7 @@ def shipped_labels() -> list[LabelInfo]:
 
 
 def test_the_extra_file_is_what_the_shipped_models_need():
-    assert SLICER_FILES, "Slicer's terminology files are in ../shared/slicer"
+    assert SLICER_FILES, "Slicer's terminology files are in Testing/data/slicer"
     expected = extra_terminology(shipped_labels(), slicer_keys())
     assert json.loads(EXTRA_FILE.read_text()) == expected  # regenerate: python training/make_terminology.py
     known = slicer_keys() | listed_keys(expected)

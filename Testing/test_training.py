@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from MedSegEfficientLib.model.model_file import read_card
 from MedSegEfficientLib.model.weights import load_model
@@ -31,10 +30,8 @@ def test_tiny_network_learns_the_phantom(tmp_path):
     description.validation = describe_pairs(pairs[2:], {1: "big", 2: "small"}).training
     config = TrainConfig(network="monai_unet", preset="tiny", patch_size=[32, 32, 32], spacing=[2.0, 2.0, 2.5],
                          epochs=5, iterations_per_epoch=20, batch_size=2, learning_rate=1e-2, device="cpu")
-    started = time.time()
     output = tmp_path / "tiny.safetensors"
     train(description, output, config, log=lambda _: None, show_progress=False)
-    assert time.time() - started < 60
     card = read_card(output)
     assert card.metrics["validation_dice"].keys() == {"big", "small"}
     assert (tmp_path / "tiny.train.log").read_text().count("epoch") >= 5

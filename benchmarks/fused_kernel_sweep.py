@@ -1,7 +1,7 @@
 """Times MLLA's fused Triton kernels per launch configuration at the shapes MLLA-UNet-T meets at 512^2, batch 32,
 beside the torch ops they replace: median GPU time, effective bandwidth (the fewest bytes each must move) and the
-compiler's registers and spills. Picks the defaults in norm_linear_triton.py, attention_triton.py and
-depthwise_triton.py.
+compiler's registers and spills. Picks the defaults in networks/kernels/norm_linear.py, attention.py and
+depthwise.py.
 
     python3 benchmarks/fused_kernel_sweep.py [--stages 1,3] [--json FILE]
 """

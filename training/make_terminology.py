@@ -1,7 +1,8 @@
-"""Writes the package terminology file (MedSegEfficientLib/model/data): the shipped models' label codes that Slicer's terminology lists lack.
+"""Writes the package's terminology file (MedSegEfficientLib/model/data): the shipped models' label codes that
+Slicer's terminology lists lack.
 
-  python training/make_terminology.py SLICER_TERMINOLOGY_FOLDER   (the folder of Slicer's
-  SegmentationCategoryTypeModifier-*.json; ../shared/slicer here)
+  python training/make_terminology.py [SLICER_TERMINOLOGY_FOLDER]   (the folder of Slicer's
+  SegmentationCategoryTypeModifier-*.json; default: the copies in Testing/data/slicer)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from MedSegEfficientLib.model.terminology import EXTRA_FILE, extra_terminology, 
 
 
 def main() -> None:
-    folder = Path(sys.argv[1])
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "Testing" / "data" / "slicer"
     slicer_keys = set().union(*(listed_keys(json.loads(path.read_text()))
                                 for path in folder.glob("SegmentationCategoryTypeModifier-*.json")))
     labels = [label for path in sorted(SHIPPED_MODELS_DIR.glob("*.safetensors")) for label in read_card(path).labels]

@@ -1,4 +1,4 @@
-"""Process resource figures for run reports and benchmarks."""
+"""Peak RAM of this process, for run reports and benchmarks."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def check_input(volume: Volume, card: ModelCard) -> None:
             raise InputImageError(f"the image has {bad} NaN or infinite voxels")
 
 
-def to_model_grid(volume: Volume, card: ModelCard, interpolation: str = "linear") -> ModelGrid:
+def to_model_grid(volume: Volume, card: ModelCard) -> ModelGrid:
     """Reorient to the card's axis order and resample to its spacing; then normalise."""
     import SimpleITK as sitk
 
@@ -47,9 +47,8 @@ def to_model_grid(volume: Volume, card: ModelCard, interpolation: str = "linear"
     target = _target_spacing(image.GetSpacing(), card)
     if not np.allclose(target, image.GetSpacing(), rtol=1e-3):
         size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), image.GetSpacing(), target)]
-        interpolator = sitk.sitkLinear if interpolation == "linear" else sitk.sitkNearestNeighbor
         default = float(np.min(volume.array)) if volume.array.size else 0.0
-        image = sitk.Resample(image, size, sitk.Transform(), interpolator, image.GetOrigin(), target,
+        image = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), target,
                               image.GetDirection(), default, sitk.sitkFloat32)
     resampled = from_sitk(image)
     array = resampled.array.astype(np.float32, copy=False)

@@ -18,7 +18,7 @@ def instance_norm_class(spatial_dims: int) -> type[nn.Module]:
     return {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[spatial_dims]
 
 
-class ConvNormAct(nn.Sequential):
+class ConvInstanceNormAct(nn.Sequential):
     """Convolution, instance norm with affine parameters, leaky ReLU: the nnU-Net unit."""
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1):
@@ -30,12 +30,12 @@ class ConvNormAct(nn.Sequential):
 
 
 class ResidualStage(nn.Module):
-    """``convs`` ConvNormAct units, the first with ``stride``, and a projected identity path around them."""
+    """``convs`` ConvInstanceNormAct units, the first with ``stride``, and a projected identity path around them."""
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, stride: int = 1, convs: int = 2):
         super().__init__()
-        units = [ConvNormAct(spatial_dims, in_channels, out_channels, stride=stride)]
-        units += [ConvNormAct(spatial_dims, out_channels, out_channels) for _ in range(convs - 1)]
+        units = [ConvInstanceNormAct(spatial_dims, in_channels, out_channels, stride=stride)]
+        units += [ConvInstanceNormAct(spatial_dims, out_channels, out_channels) for _ in range(convs - 1)]
         self.body = nn.Sequential(*units)
         self.skip = (nn.Identity() if stride == 1 and in_channels == out_channels else
                      conv_class(spatial_dims)(in_channels, out_channels, 1, stride=stride, bias=False))

@@ -67,7 +67,7 @@ def apply_rope(x: torch.Tensor, height: int, width: int, base: float = ROPE_BASE
     channels = x.shape[-1]
     if channels % 4:
         raise ValueError(f"2D RoPE needs channels divisible by 4, not {channels}")
-    cos, signed_sin = _rope_tables(height, width, channels, base, x.device, x.dtype)
+    cos, signed_sin = rope_tables(height, width, channels, base, x.device, x.dtype)
     if x.ndim == 4:  # a group axis between tokens and channels
         cos, signed_sin = cos[:, None], signed_sin[:, None]
     swapped = x.unflatten(-1, (channels // 2, 2)).flip(-1).flatten(-2)

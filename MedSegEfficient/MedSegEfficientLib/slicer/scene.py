@@ -1,4 +1,4 @@
-"""MRML glue, the body of the Slicer Logic: volume node -> Volume, labels -> segmentation node.
+"""MRML glue that the Slicer Logic uses: volume node -> Volume, labels -> segmentation node.
 
 Every function takes an explicit ``vtkMRMLScene`` (``slicer.mrmlScene`` inside Slicer), so the same code runs
 under the ``slicer-core`` package from PyPI. ``slicer`` and ``vtk`` are imported inside functions: the rest of

@@ -1,7 +1,7 @@
 """nnU-Net's default 3d_fullres and 2d topologies (PlainConvUNet from dynamic_network_architectures) as peers.
 
 Only for comparison in benchmarks and for users who bring such weights; the package is an optional dependency
-(``pip install medsegefficient[bench]``).
+(``pip install --no-deps dynamic_network_architectures==0.4.4 einops==0.8.2``: the README says why no deps).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _build_plain_unet(spatial_dims: int, in_channels: int, out_channels: int, fe
         from dynamic_network_architectures.architectures.unet import PlainConvUNet
     except ImportError:
         raise NetworkConfigError("nnU-Net topologies need the optional package dynamic_network_architectures "
-                                 "(pip install medsegefficient[bench])") from None
+                                 "(pip install --no-deps dynamic_network_architectures==0.4.4 einops==0.8.2)") from None
     import torch.nn as tnn
 
     stages = len(features)

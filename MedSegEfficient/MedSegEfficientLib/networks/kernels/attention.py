@@ -1,4 +1,4 @@
-"""MLLA's gated linear attention (``linear_attention.py``) as two Triton passes for half-precision inference.
+"""MLLA's gated linear attention (``linear_attention/attention.py``) as two Triton passes for half-precision inference.
 
 Why: in torch the attention is some 30 passes over the (B, H*W, C) tokens (features, RoPE, the products, the
 division, LePE, gate, output projection, residual). Here, given qk = y @ W_qk^T + b (one cuBLAS product):

@@ -4,7 +4,7 @@ Why: the token networks normalise millions of rows of 32-512 channels (MLLA-UNet
 up to 8.4 M rows of 64 in its head). PyTorch's CUDA kernel spends a thread block on each row, which left those
 norms at 29 % of the network's GPU time on the H100 (benchmarks/profile_network.py). Here a program takes a
 tile of rows: statistics in float32, output in the input's precision. Inference only (no backward); imported
-only where Triton is installed (``layer_norm.py`` decides).
+only where Triton is installed (``networks/linear_attention/token_layout.py`` decides).
 """
 
 from __future__ import annotations

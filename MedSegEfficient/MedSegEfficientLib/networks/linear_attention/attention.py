@@ -1,4 +1,4 @@
-"""Gated linear attention shared by MLLA-UNet and HRMedSeg (networks.md sections 3 and 5), in our own words.
+"""Gated linear attention shared by MLLA-UNet and HRMedSeg (docs/networks.md sections 3 and 5), in our own words.
 
 Features phi = ELU + 1 of q and k; a 2D rotary position code (RoPE) on phi(q) and phi(k) in the numerator only;
 a mean-key normaliser; and a locally-enhanced positional term (LePE, a depthwise 3x3 conv of v on the grid):

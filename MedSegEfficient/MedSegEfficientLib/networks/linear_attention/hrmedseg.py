@@ -1,5 +1,5 @@
 """HRMedSeg (arXiv 2504.06205): a light gated linear-attention encoder (LGViT), a SAM-shaped neck, and the
-efficient cross-multiscale decoder (ECM-Decoder), 2D at high resolution (networks.md section 3).
+efficient cross-multiscale decoder (ECM-Decoder), 2D at high resolution (docs/networks.md section 3).
 
 LGViT: a 16x16 patch embedding, then every stage at the same 1/16 grid: two MBConv blocks, then 2 + 6 + 2 gated
 linear-attention blocks. The neck maps 96 to 256 channels. The decoder is a two-way transformer between a few

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from MedSegEfficientLib.networks.linear_attention.attention import NORMALISER_EPSILON
+from MedSegEfficientLib.networks.linear_attention.attention import NORMALISER_EPSILON, LinearAttention
 from MedSegEfficientLib.networks.linear_attention.token_layout import triton_inference
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -46,7 +46,8 @@ def _power_of_two(n: int, low: int, high: int) -> bool:
 def block_path(block: nn.Module, x: torch.Tensor) -> Callable | None:
     """``fused_block`` or ``wide_block`` where one of them may run this block on these tokens, else None."""
     channels, attention = x.shape[-1], block.attn
-    applies = (not block.training and x.dtype in _HALF and x.is_contiguous() and attention.form == "linear"
+    applies = (not block.training and x.dtype in _HALF and x.is_contiguous()
+               and type(attention) is LinearAttention  # the kernels do exactly its maths; a subclass runs its own
                and not attention.value_bottleneck and _power_of_two(channels, 16, WIDE_BLOCK_MAX_WIDTH)
                and _power_of_two(channels // attention.heads, 16, 128) and triton_inference(x, block.norm1.weight))
     if applies and channels >= WIDE_BLOCK_MIN_WIDTH:

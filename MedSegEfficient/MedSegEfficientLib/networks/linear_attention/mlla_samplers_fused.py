@@ -35,7 +35,7 @@ def inference_half_dtype(module: nn.Module, x: torch.Tensor) -> torch.dtype | No
 
 
 def folded(unit: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of a ``ConvNormAct``'s convolution with its batch norm (running statistics) folded in."""
+    """Weight and bias of a ``ConvBatchNormAct``'s convolution with its batch norm (running statistics) folded in."""
     conv, norm = unit.conv, unit.norm
     weight = conv.weight
     bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])

@@ -1,5 +1,5 @@
 """MLLA-UNet (arXiv 2410.23738): a U-Net of Mamba-like linear-attention blocks, 2D, multi-class
-(networks.md section 5).
+(docs/networks.md section 5).
 
 Stem (two stride-2 convolutions, /4), four encoder stages of MLLA blocks with the EDSM downsampler between them,
 a symmetric decoder of MLLA blocks with skips (concatenate, then a linear map back to the width) and the EUSM
@@ -39,7 +39,9 @@ class DropPath(nn.Module):
         return x * keep / (1 - self.rate)
 
 
-class ConvNormAct(nn.Module):
+class ConvBatchNormAct(nn.Module):
+    """Convolution, optional batch norm, optional ReLU: the unit of the authors' stem and samplers."""
+
     def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, bias: bool = True,
                  norm: bool = True, act: bool = True) -> None:
         super().__init__()
@@ -59,9 +61,9 @@ class Stem(nn.Module):
     def __init__(self, in_channels: int, dim: int) -> None:
         super().__init__()
         half = dim // 2
-        self.conv1 = ConvNormAct(in_channels, half, 3, 2, bias=False)
-        self.conv2 = nn.Sequential(ConvNormAct(half, half, 3, bias=False), ConvNormAct(half, half, 3, bias=False, act=False))
-        self.conv3 = nn.Sequential(ConvNormAct(half, 4 * dim, 3, 2, bias=False), ConvNormAct(4 * dim, dim, 1, bias=False, act=False))
+        self.conv1 = ConvBatchNormAct(in_channels, half, 3, 2, bias=False)
+        self.conv2 = nn.Sequential(ConvBatchNormAct(half, half, 3, bias=False), ConvBatchNormAct(half, half, 3, bias=False, act=False))
+        self.conv3 = nn.Sequential(ConvBatchNormAct(half, 4 * dim, 3, 2, bias=False), ConvBatchNormAct(4 * dim, dim, 1, bias=False, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half = inference_half_dtype(self, x)
@@ -109,8 +111,8 @@ class Downsample(nn.Module):
     def __init__(self, dim: int, ratio: float = 4.0) -> None:
         super().__init__()
         hidden = int(2 * dim * ratio)
-        self.conv = nn.Sequential(ConvNormAct(dim, hidden, 1, norm=False), ConvNormAct(hidden, hidden, 3, 2, groups=hidden, norm=False),
-                                  ConvNormAct(hidden, 2 * dim, 1, act=False))
+        self.conv = nn.Sequential(ConvBatchNormAct(dim, hidden, 1, norm=False), ConvBatchNormAct(hidden, hidden, 3, 2, groups=hidden, norm=False),
+                                  ConvBatchNormAct(hidden, 2 * dim, 1, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if inference_half_dtype(self, x) == x.dtype:  # CUDA inference in half precision: fused
@@ -123,9 +125,9 @@ class Upsample(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.expand = ConvNormAct(dim, 4 * dim, 1, norm=False)
+        self.expand = ConvBatchNormAct(dim, 4 * dim, 1, norm=False)
         self.up = nn.ConvTranspose2d(4 * dim, 4 * dim, 3, stride=2, padding=1, output_padding=1, groups=4 * dim, bias=False)
-        self.reduce = ConvNormAct(4 * dim, dim // 2, 1, act=False)
+        self.reduce = ConvBatchNormAct(4 * dim, dim // 2, 1, act=False)
         self.norm = LayerNorm(dim // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # grid in, grid out

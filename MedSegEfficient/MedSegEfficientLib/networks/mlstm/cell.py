@@ -1,6 +1,6 @@
 """The mLSTM cell (matrix memory, exponential input gate, log-sigmoid forget gate, stabilised normaliser).
 
-Two interchangeable pure-torch backends with the same maths (networks.md section 0):
+Two interchangeable pure-torch backends with the same maths (docs/networks.md section 0):
 
 - ``parallel``: the quadratic S x S form of the authors' code, the reference for tests.
 - ``chunkwise``: linear in time and memory. Chunks of ``chunk`` positions are handled in parallel inside;

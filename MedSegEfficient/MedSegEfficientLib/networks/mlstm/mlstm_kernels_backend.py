@@ -1,7 +1,7 @@
 """The mLSTM on CUDA through the Triton chunkwise kernel of ``mlstm_kernels``, when it is installed.
 
 Optional: mlstm_kernels is under the NXAI Community License (not Apache/MIT), so it is never required; without
-it the torch chunkwise form runs everywhere. Facts from the H100 (networks.md section 7): the kernel needs a
+it the torch chunkwise form runs everywhere. Facts from the H100 (docs/networks.md section 7): the kernel needs a
 head dim of at least 16 (zero columns leave the result unchanged once q is rescaled for the kernel's own
 1/sqrt(head dim)), a sequence that is a whole number of chunks, and float32 (bfloat16 loses 4-24 %).
 ``chunkwise--triton_xl_chunk`` can abort the process on Triton 3.6 and is never used.

@@ -1,7 +1,7 @@
 """TM-UNet (arXiv 2511.12270): a UNeXt-style 2D U-Net whose token stages are multi-scale token-memory blocks.
 
 Three convolutional stages, two tokenised stages with MSTM blocks, a mirrored decoder with additive skips
-(networks.md section 1). Decision (section 8): the multi-scale pooling runs over the H x W grid, as the paper
+(docs/networks.md section 1). Decision (section 8): the multi-scale pooling runs over the H x W grid, as the paper
 describes; the authors' code pools over token index x channel by accident, and no trained weights exist.
 The mLSTM inside runs in its linear chunkwise form, so the cost stays linear in the number of pixels.
 """

@@ -1,4 +1,4 @@
-"""The Vision-LSTM (ViL) layer and block around the mLSTM cell (networks.md section 0), in our own words.
+"""The Vision-LSTM (ViL) layer and block around the mLSTM cell (docs/networks.md section 0), in our own words.
 
 A layer reads a token sequence (B, S, D) in one direction: up-projection to 2E, a causal depthwise
 convolution, block-diagonal q/k/v, exponential-input / log-sigmoid-forget gates, the mLSTM cell, a per-head
@@ -90,7 +90,7 @@ class ViLLayer(nn.Module):
         q, k, v = self.q_proj(c), self.k_proj(c), self.v_proj(x_m)
         gates_in = torch.cat([q, k, v], dim=-1)
         i, f = self.igate(gates_in), self.fgate(gates_in)  # (B, S, NH)
-        # The mLSTM stays in float32 under autocast: in bfloat16/float16 it loses 4-24 % (networks.md section 7).
+        # The mLSTM stays in float32 under autocast: in bfloat16/float16 it loses 4-24 % (docs/networks.md section 7).
         with torch.autocast(device_type=x.device.type, enabled=False):
             hidden = mlstm(*(self._heads(t).float() for t in (q, k, v)), i.transpose(1, 2).float(),
                            f.transpose(1, 2).float(), backend=self.backend)

@@ -1,6 +1,6 @@
 """xLSTM-UNet (arXiv 2407.01530): an nnU-Net-style residual U-Net with Vision-LSTM blocks, 2D and 3D.
 
-``bot`` puts one ViL block at the bottleneck; ``enc`` puts ViL blocks after encoder stages (networks.md section 2).
+``bot`` puts one ViL block at the bottleneck; ``enc`` puts ViL blocks after encoder stages (docs/networks.md section 2).
 The topology comes from a plan (widths, kernels, strides, blocks per encoder and decoder stage); ``default_plan``
 gives nnU-Net's usual one with the authors' rule that deeper stages get a single block. The module layout
 follows the authors' network block for block, so their released weights load by renaming keys alone

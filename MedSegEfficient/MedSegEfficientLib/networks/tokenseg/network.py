@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from MedSegEfficientLib.networks.blocks import ConvNormAct, ResidualStage
+from MedSegEfficientLib.networks.blocks import ConvInstanceNormAct, ResidualStage
 from MedSegEfficientLib.networks.registry import NetworkSpec, register_network
 from MedSegEfficientLib.networks.tokenseg.sparse_refinement import CELL, RefinementHead, add_to_cells, add_to_cells_repeating
 from MedSegEfficientLib.networks.tokenseg.vector_quantizer import VectorQuantizer
@@ -45,7 +45,7 @@ class TokenSeg(nn.Module):
         self.keep, self.deep_supervision = keep, deep_supervision
         self.vq_weight, self.score_weight = vq_weight, score_weight
         self.size_divisor = CELL  # the finest cells tile the input exactly
-        self.stem = ConvNormAct(3, in_channels, widths[0], stride=2)
+        self.stem = ConvInstanceNormAct(3, in_channels, widths[0], stride=2)
         self.encoder = nn.ModuleList([ResidualStage(3, widths[0], widths[0], convs=1)] + [
             ResidualStage(3, widths[i - 1], widths[i], stride=2) for i in range(1, len(widths))])
         # tokenizer
@@ -62,7 +62,7 @@ class TokenSeg(nn.Module):
         # decoder: dense to quarter resolution, then the (sparse) refinement
         self.up = nn.ModuleList(nn.ConvTranspose3d(widths[i], widths[i - 1], 2, stride=2)
                                 for i in range(len(widths) - 1, 0, -1))
-        self.fuse = nn.ModuleList(ConvNormAct(3, 2 * widths[i - 1], widths[i - 1]) for i in range(len(widths) - 1, 1, -1))
+        self.fuse = nn.ModuleList(ConvInstanceNormAct(3, 2 * widths[i - 1], widths[i - 1]) for i in range(len(widths) - 1, 1, -1))
         self.coarse_head = nn.Conv3d(widths[1], out_channels, 1)
         self.refine = RefinementHead(2 * widths[0], in_channels, out_channels, *refine_widths)
         self._last: dict[str, object] = {}
@@ -185,11 +185,6 @@ class TokenSeg(nn.Module):
         targets = [_pool_cells(boundary, CELL_VOXELS * stride, F.max_pool3d).flatten(1)
                    for stride, _ in zip(LEVEL_STRIDES, grids)]
         return torch.cat(targets, 1)
-
-    def selected_boundary_share(self, labels: torch.Tensor) -> float:
-        """The share of the last forward's kept tokens whose cell holds a label boundary."""
-        targets = self.boundary_targets(labels, self._last["grids"])
-        return float(targets.gather(1, self._last["selected"]).mean())
 
     def training_report(self) -> str:
         return self.quantizer.usage_report()
