@@ -26,6 +26,7 @@ def run_cli(capsys, *argv):
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_segment_real_ct_writes_a_seg_nrrd_slicer_reads(samples, tmp_path, capsys, slicer_logics):
     import slicer
 
@@ -173,13 +174,31 @@ def test_hostile_pth_import_is_refused(tmp_path, capsys):
 
 
 def test_console_script_runs(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "MedSegEfficientLib.cli.main", "models"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "MedSegEfficientLib.cli", "models"], capture_output=True, text=True)
     assert done.returncode == 0 and "abdomen_ct_demo" in done.stdout
+
+
+def test_help_imports_nothing_heavy():
+    """`medseg --help` answers at once: the commands' modules (torch, the engine) load only when one runs."""
+    code = ("import sys, contextlib, io; from MedSegEfficientLib.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+            "    main(['--help'])\n"
+            "print('segment' in out.getvalue(), 'torch' in sys.modules, 'numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "False"]
+
+
+def test_info_takes_a_shipped_model_name(capsys):
+    code, out, err = run_cli(capsys, "info", "abdomen_ct_demo", "--input", "1x1x32x32x32")
+    assert code == 0, err
+    assert out.startswith("medseg_unet (small)") and "GMACs at input 1x1x32x32x32" in out
 
 
 SHIPPED = sorted((default_model_path().parent).glob("*.safetensors"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", SHIPPED, ids=[path.stem for path in SHIPPED])
 def test_every_shipped_model_is_small_validated_and_segments_the_real_ct(model, samples, tmp_path, capsys):
     card = read_card(model)

@@ -143,6 +143,7 @@ def test_import_of_a_good_and_a_bad_model_file(panel, slicer_logics, samples, us
     assert not (user_models / "broken.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_run_reaches_100_percent_shows_the_result_line_and_editable_segments(panel, application, slicer_logics,
                                                                                 samples, tmp_path):
     volume = add_ct(slicer_logics, samples)
@@ -193,6 +194,7 @@ def test_cancel_mid_run_stops_and_leaves_the_scene_as_it_was(panel, application,
     assert slicer_logics.scene.GetNumberOfNodes() == before
 
 
+@pytest.mark.slow
 def test_a_rerun_into_an_existing_segmentation_can_be_undone(panel, application, slicer_logics, samples):
     volume = add_ct(slicer_logics, samples)
     existing = slicer_logics.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my work")
@@ -209,6 +211,7 @@ def test_a_rerun_into_an_existing_segmentation_can_be_undone(panel, application,
     assert list(existing.GetSegmentation().GetSegmentIDs()) == ["hand-drawn"] and not panel.ui.undoButton.enabled
 
 
+@pytest.mark.slow
 def test_preflight_that_does_not_fit_asks_and_can_switch_to_the_cpu_or_stop(panel, application, slicer_logics,
                                                                               samples, monkeypatch):
     from MedSegEfficientLib.inference import preflight

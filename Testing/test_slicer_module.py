@@ -32,6 +32,7 @@ def load_real_ct(logics, path):
     return node
 
 
+@pytest.mark.slow
 def test_logic_segments_a_real_ct_volume_node(module, slicer_logics, samples):
     volume = load_real_ct(slicer_logics, samples["example_ct"])
     progress = []

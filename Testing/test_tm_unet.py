@@ -64,6 +64,7 @@ def test_engine_runs_it_slice_by_slice_and_on_rgb_pictures():
     assert Segmenter(_tm_unet_model(3), SegmentOptions(device="cpu")).segment(rgb).labels.shape == (1, 70, 90)
 
 
+@pytest.mark.slow
 def test_trainable_with_medseg_train(tmp_path):
     """Trained here on one phantom (about 12 s), it segments an unseen one."""
     from MedSegEfficientLib.model.weights import load_model

@@ -31,26 +31,6 @@ from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
 from MedSegEfficientLib.volume import Volume
 
 
-def add_parser(commands) -> None:
-    bench = commands.add_parser("bench", help="benchmark networks through the engine on one input")
-    bench.add_argument("--networks", required=True,
-                       help="comma-separated NAME[:PRESET][/2d|/3d] or model files, e.g. nnunet_plain:3d_fullres")
-    source = bench.add_mutually_exclusive_group()
-    source.add_argument("--input", default="1x1x256x256x128", help="synthetic input BxCxXxYxZ (B is ignored)")
-    source.add_argument("--image", help="a real image file or DICOM folder")
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--patch", type=int, default=128, help="3D tile side for bare networks")
-    bench.add_argument("--batch-size", type=int, help="tiles (3D, default 4) or slices (2D, default 32) per pass")
-    bench.add_argument("--classes", type=int, default=14, help="output channels for bare networks")
-    bench.add_argument("--repeat", type=int, default=2)
-    bench.add_argument("--fast", action="store_true")
-    bench.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                       help="replay tiles or slice batches as CUDA graphs where possible (default: for 2D slices only)")
-    bench.add_argument("--threads", type=int, help="CPU threads for torch")
-    bench.add_argument("--json", help="write the results here")
-    bench.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -13,16 +13,6 @@ from MedSegEfficientLib.training.datasets import CasePaths, load_cases
 from MedSegEfficientLib.training.validation import validate
 
 
-def add_parser(commands) -> None:
-    evaluate = commands.add_parser("evaluate", help="per-label Dice of a model against a reference label map")
-    evaluate.add_argument("image")
-    evaluate.add_argument("reference")
-    evaluate.add_argument("--model")
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--json", action="store_true")
-    evaluate.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model or default_model_path())
     case = load_cases([CasePaths(Path(args.image), Path(args.reference))])

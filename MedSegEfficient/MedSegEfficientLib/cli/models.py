@@ -7,26 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from MedSegEfficientLib.errors import MedSegError
-from MedSegEfficientLib.model.library import list_model_files
+from MedSegEfficientLib.errors import MedSegError, ModelFileError
+from MedSegEfficientLib.model.library import list_model_files, resolve_model_path
 from MedSegEfficientLib.model.model_file import MODEL_SUFFIX, read_card
 from MedSegEfficientLib.model.weights import build_from_card
 from MedSegEfficientLib.networks import available_networks, build_network, get_network_spec
 from MedSegEfficientLib.networks.cost import measure_cost, parse_shape
-
-
-def add_parser(commands) -> None:
-    models = commands.add_parser("models", help="list registered networks and shipped/imported model files")
-    models.add_argument("--json", action="store_true")
-    models.set_defaults(handler=run_models)
-
-    info = commands.add_parser("info", help="parameters and MACs of a network or model file")
-    info.add_argument("target", help="registered network name or model file")
-    info.add_argument("--preset")
-    info.add_argument("--input", help="input shape, e.g. 1x1x96x96x96 (default: the model's patch size)")
-    info.add_argument("--classes", type=int, default=2, help="output channels for a bare network name")
-    info.add_argument("--json", action="store_true")
-    info.set_defaults(handler=run_info)
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -67,9 +53,11 @@ def list_networks() -> list[dict[str, Any]]:
 
 def describe_cost(target: str, preset: str | None = None, input_shape: str | None = None,
                   classes: int = 2) -> dict[str, Any]:
-    """Parameters and MACs of a registered network (``name``) or of a model file's network."""
-    if target.endswith(MODEL_SUFFIX) or Path(target).is_file():
-        card = read_card(target)
+    """Parameters and MACs of a registered network (``name``), or of the network of a model file given by path or
+    by the name of a shipped or imported model."""
+    model_file = _model_file(target)
+    if model_file is not None:
+        card = read_card(model_file)
         network, name, preset = build_from_card(card), card.network.name, card.network.preset
         default_spatial = card.patch_size or [256] * card.spatial_dims
         shape = parse_shape(input_shape) if input_shape else (1, card.in_channels, *default_spatial)
@@ -84,3 +72,15 @@ def describe_cost(target: str, preset: str | None = None, input_shape: str | Non
         raise MedSegError(f"{name} cannot run on input {shape}: {str(error).splitlines()[0]}") from None
     return {"network": name, "preset": preset, "parameters": cost.parameters, "macs": cost.macs,
             "input_shape": list(cost.input_shape)}
+
+
+def _model_file(target: str) -> Path | None:
+    """The model file ``target`` names, or None for a registered network's name."""
+    if target.endswith(MODEL_SUFFIX) or Path(target).is_file():
+        return Path(target)
+    if target in {spec.name for spec in available_networks()}:
+        return None
+    try:
+        return resolve_model_path(target)
+    except ModelFileError:
+        return None  # neither: the registry's "unknown network" lists what is registered

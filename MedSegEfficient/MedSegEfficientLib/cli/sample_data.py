@@ -9,13 +9,6 @@ from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.io.sample_data import sample_paths
 
 
-def add_parser(commands) -> None:
-    sample = commands.add_parser("sample-data", help="fetch the real sample CTs (TotalSegmentator 2.18.0, via pip)")
-    sample.add_argument("--json", action="store_true")
-    sample.add_argument("--path", metavar="NAME", help="print only this sample's path (e.g. example_ct)")
-    sample.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
     paths = sample_paths()
     if args.path:

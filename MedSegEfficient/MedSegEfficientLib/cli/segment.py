@@ -15,20 +15,6 @@ from MedSegEfficientLib.inference.file_pipeline import segment_file
 from MedSegEfficientLib.model.library import default_model_path
 
 
-def add_parser(commands) -> None:
-    segment = commands.add_parser("segment", help="segment an image (NIfTI, NRRD, MHA or a DICOM folder)")
-    segment.add_argument("input", help="image file, or a folder holding one DICOM series")
-    segment.add_argument("-o", "--output", required=True, help="OUT.seg.nrrd (Slicer) or a label map .nii.gz/.nrrd")
-    segment.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
-    segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
-    segment.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
-    segment.add_argument("--batch-size", type=int, help="tiles or slices per forward pass")
-    segment.add_argument("--overlay", help="also write a PNG picture of the result over the image")
-    segment.add_argument("--quiet", action="store_true", help="no progress bar")
-    segment.add_argument("--json", help="write the run report (times per stage, memory, device) as JSON")
-    segment.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.is_dir():

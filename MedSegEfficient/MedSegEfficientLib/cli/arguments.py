@@ -1,0 +1,115 @@
+"""Every ``medseg`` command's arguments, in one light module: building the parser imports nothing heavy, so
+``medseg --help`` answers at once. Each command's ``set_defaults(module=..., handler=...)`` names the module of
+this package and the function that runs it; ``main.py`` imports that module only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_commands(commands) -> None:
+    # run by segment.py
+    segment = commands.add_parser("segment", help="segment an image (NIfTI, NRRD, MHA or a DICOM folder)")
+    segment.add_argument("input", help="image file, or a folder holding one DICOM series")
+    segment.add_argument("-o", "--output", required=True, help="OUT.seg.nrrd (Slicer) or a label map .nii.gz/.nrrd")
+    segment.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
+    segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    segment.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
+    segment.add_argument("--batch-size", type=int, help="tiles or slices per forward pass")
+    segment.add_argument("--overlay", help="also write a PNG picture of the result over the image")
+    segment.add_argument("--quiet", action="store_true", help="no progress bar")
+    segment.add_argument("--json", help="write the run report (times per stage, memory, device) as JSON")
+    segment.set_defaults(module="segment", handler="run")
+
+    # run by models.py
+    models = commands.add_parser("models", help="list registered networks and shipped/imported model files")
+    models.add_argument("--json", action="store_true", help="print the listing as JSON")
+    models.set_defaults(module="models", handler="run_models")
+
+    info = commands.add_parser("info", help="parameters and MACs of a network or model file")
+    info.add_argument("target", help="registered network name, model file, or shipped/imported model name")
+    info.add_argument("--preset", help="the network's preset (default: its default preset)")
+    info.add_argument("--input", help="input shape, e.g. 1x1x96x96x96 (default: the model's patch size)")
+    info.add_argument("--classes", type=int, default=2, help="output channels for a bare network name")
+    info.add_argument("--json", action="store_true", help="print the figures as JSON")
+    info.set_defaults(module="models", handler="run_info")
+
+    # run by evaluate.py
+    evaluate = commands.add_parser("evaluate", help="per-label Dice of a model against a reference label map")
+    evaluate.add_argument("image", help="image file, or a folder holding one DICOM series")
+    evaluate.add_argument("reference", help="reference label map on the image's grid")
+    evaluate.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
+    evaluate.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.set_defaults(module="evaluate", handler="run")
+
+    # run by sample_data.py
+    sample = commands.add_parser("sample-data", help="fetch the real sample CTs (TotalSegmentator 2.18.0, via pip)")
+    sample.add_argument("--json", action="store_true", help="print the paths as JSON")
+    sample.add_argument("--path", metavar="NAME", help="print only this sample's path (e.g. example_ct)")
+    sample.set_defaults(module="sample_data", handler="run")
+
+    # run by importing.py
+    importer = commands.add_parser("import", help="import weights into a model file",
+                                   description="pth: a plain PyTorch state dict described by --card; "
+                                               "xlstm-unet-nnunet: an nnU-Net v2 trained model folder of the "
+                                               "xLSTM-UNet authors (plans.json, dataset.json, fold_*/checkpoint); "
+                                               "mlla-imagenet / hrmedseg-pfd: pretrained encoder weights into a "
+                                               "new MLLA-UNet / HRMedSeg model to train with medseg train --init")
+    importer.add_argument("format", choices=["pth", "xlstm-unet-nnunet", "mlla-imagenet", "hrmedseg-pfd"],
+                          help="what the source is (see above)")
+    importer.add_argument("source", help="the .pth file, or the trained model folder")
+    importer.add_argument("--card", help="pth: model card JSON describing the network")
+    importer.add_argument("--fold", help="nnU-Net: which fold_* to take (default: the only one)")
+    importer.add_argument("--checkpoint", help="nnU-Net: checkpoint file name (default: checkpoint_final.pth)")
+    importer.add_argument("--name", help="model name shown in pickers (default: from the source)")
+    importer.add_argument("--classes", type=int, default=2, help="encoder imports: output classes with background")
+    importer.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    importer.set_defaults(module="importing", handler="run")
+
+    # run by train.py
+    train = commands.add_parser("train", help="train a model on an nnU-Net/MSD folder or image/label pairs")
+    train.add_argument("data", nargs="?", help="folder with dataset.json, imagesTr/, labelsTr/")
+    train.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    train.add_argument("--pairs", nargs="+", metavar="IMAGE:LABEL", help="image/label pairs instead of a folder")
+    train.add_argument("--network", default="monai_unet", help="registered network (medseg models lists them)")
+    train.add_argument("--preset", help="the network's preset (default: its default preset)")
+    train.add_argument("--args", default="{}", help="network constructor arguments as JSON")
+    train.add_argument("--dims", type=int, choices=[2, 3], default=3, help="3D tiles, or 2D axial slices")
+    train.add_argument("--patch-size", type=int, nargs="+", help="tile (3 values) or slice size (2 values) in voxels")
+    train.add_argument("--spacing", type=float, nargs="+", help="model spacing in mm (default: median of data)")
+    train.add_argument("--epochs", type=int, default=50, help="epochs to train (the best on validation is kept)")
+    train.add_argument("--iterations-per-epoch", type=int, default=50, help="batches per epoch")
+    train.add_argument("--batch-size", type=int, default=2, help="crops per batch")
+    train.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
+    train.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    train.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    train.add_argument("--init", help="start from this model file's weights")
+    train.add_argument("--name", help="model name in the card")
+    train.add_argument("--description", default="", help="model description in the card")
+    train.add_argument("--seed", type=int, default=0, help="random seed")
+    train.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best model")
+    train.add_argument("--half-weights", action="store_true",
+                       help="store float16 weights (half the file); validation Dice is measured on them")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(module="train", handler="run")
+
+    # run by bench.py
+    bench = commands.add_parser("bench", help="benchmark networks through the engine on one input")
+    bench.add_argument("--networks", required=True,
+                       help="comma-separated NAME[:PRESET][/2d|/3d] or model files, e.g. nnunet_plain:3d_fullres")
+    source = bench.add_mutually_exclusive_group()
+    source.add_argument("--input", default="1x1x256x256x128", help="synthetic input BxCxXxYxZ (B is ignored)")
+    source.add_argument("--image", help="a real image file or DICOM folder")
+    bench.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    bench.add_argument("--patch", type=int, default=128, help="3D tile side for bare networks")
+    bench.add_argument("--batch-size", type=int, help="tiles (3D, default 4) or slices (2D, default 32) per pass")
+    bench.add_argument("--classes", type=int, default=14, help="output channels for bare networks")
+    bench.add_argument("--repeat", type=int, default=2, help="timed runs per entry after one warm-up (best kept)")
+    bench.add_argument("--fast", action="store_true", help="fewer overlapping tiles, as segment --fast")
+    bench.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                       help="replay tiles or slice batches as CUDA graphs where possible (default: for 2D slices only)")
+    bench.add_argument("--threads", type=int, help="CPU threads for torch")
+    bench.add_argument("--json", help="write the results here")
+    bench.set_defaults(module="bench", handler="run")
