@@ -98,13 +98,12 @@ def test_token_networks_run_on_the_cpu_where_triton_is_not_installed(monkeypatch
     """A Slicer without Triton (macOS, Windows, CPU builds): deciding against the fused paths imports no kernel."""
     import sys
 
-    from MedSegEfficientLib.networks.linear_attention import token_layout
+    from MedSegEfficientLib.networks import triton_switch
 
     monkeypatch.setitem(sys.modules, "triton", None)  # "import triton" now raises ImportError
-    for kernel_module in [name for name in sys.modules if name.endswith("_triton")]:
+    for kernel_module in [name for name in sys.modules if ".networks.kernels." in name]:
         monkeypatch.delitem(sys.modules, kernel_module)
-    token_layout._triton_installed.cache_clear()
-    monkeypatch.setattr(token_layout, "_triton_installed", lambda: False)
+    monkeypatch.setattr(triton_switch, "_installed", lambda: False)
     for name, args in (("mlla_unet", TINY_MLLA), ("hrmedseg", {})):
         network = build_network(name, 2, 3, 2, args=args).eval()
         size = 64 if name == "mlla_unet" else 128

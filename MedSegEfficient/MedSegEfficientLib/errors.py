@@ -19,3 +19,7 @@ class NetworkConfigError(MedSegError):
 
 class Cancelled(MedSegError):
     """The user cancelled a run; nothing was written."""
+
+
+class OutputError(MedSegError):
+    """An output that cannot be written as asked (unknown format, the input itself, an unwritable folder)."""

@@ -1,4 +1,5 @@
-"""File safety shared by every writer: atomic replacement of an output, and the SHA-256 of a file or folder."""
+"""File safety shared by every writer: outputs replaced atomically (together, for a run with several), and the
+SHA-256 of a file or folder."""
 
 from __future__ import annotations
 
@@ -11,28 +12,66 @@ from typing import Callable
 SHARED_FILE_MODE = 0o644  # mkstemp makes owner-only files; outputs and model files are meant to be shared
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary)`` on a fresh name beside ``path``, then rename it onto ``path``.
+class StagedOutputs:
+    """The outputs of one run, each written under a temporary name beside its target and renamed onto it only
+    when every one of them has been written: a failure anywhere leaves every existing file as it was.
 
-    The user never sees a half-written file, and a failed write leaves an existing file untouched. The temporary
-    name is unique per call (two processes writing the same output never share it) and keeps the output's
-    extensions, which writers such as SimpleITK read to choose the format.
+    Temporary names are unique per call (two processes writing the same output never share one; the last complete
+    rename wins) and keep the output's extensions, which writers such as SimpleITK read to choose the format.
+
+        with StagedOutputs() as outputs:
+            outputs.stage(labels_path, write_labels)
+            outputs.stage(picture_path, write_picture)
+        # both renamed here; on an exception neither is, and no temporary file is left
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=f".part{suffix}")
-    os.close(handle)
-    temporary = Path(name)
-    try:
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def stage(self, path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(path.suffixes)
+        stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=f".part{suffix}")
+        os.close(handle)
+        temporary = Path(name)
+        self._staged.append((temporary, path))
         write(temporary)
         os.chmod(temporary, SHARED_FILE_MODE)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
+        return path
+
+    def commit(self) -> None:
+        for temporary, path in self._staged:
+            os.replace(temporary, path)
+        self._staged.clear()
+
+    def discard(self) -> None:
+        for temporary, _ in self._staged:
+            temporary.unlink(missing_ok=True)
+        self._staged.clear()
+
+    def __enter__(self) -> "StagedOutputs":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            try:
+                self.commit()
+            finally:
+                self.discard()  # whatever a failed rename left behind
+        else:
+            self.discard()
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], None],
+                     outputs: StagedOutputs | None = None) -> Path:
+    """``write(temporary)``, then rename onto ``path``: the user never sees a half-written file, and a failed
+    write leaves an existing file untouched. Given ``outputs``, the rename waits for that run's other outputs."""
+    if outputs is not None:
+        return outputs.stage(path, write)
+    with StagedOutputs() as alone:
+        return alone.stage(path, write)
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -46,4 +85,4 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["sha256_of", "write_atomically"]
+__all__ = ["StagedOutputs", "sha256_of", "write_atomically"]

@@ -12,7 +12,8 @@ def add_commands(commands) -> None:
     # run by segment.py
     segment = commands.add_parser("segment", help="segment an image (NIfTI, NRRD, MHA or a DICOM folder)")
     segment.add_argument("input", help="image file, or a folder holding one DICOM series")
-    segment.add_argument("-o", "--output", required=True, help="OUT.seg.nrrd (Slicer) or a label map .nii.gz/.nrrd")
+    segment.add_argument("-o", "--output", help="OUT.seg.nrrd (Slicer), a label map .nii.gz/.nii/.nrrd/.mha, or a "
+                                                "picture .png for a single-slice result")
     segment.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
     segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
     segment.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
@@ -20,6 +21,11 @@ def add_commands(commands) -> None:
     segment.add_argument("--overlay", help="also write a PNG picture of the result over the image")
     segment.add_argument("--quiet", action="store_true", help="no progress bar")
     segment.add_argument("--json", help="write the run report (times per stage, memory, device) as JSON")
+    segment.add_argument("--series", metavar="UID", help="DICOM folder: the series to segment (default: the largest "
+                                                         "CT or MR series, named in a note)")
+    segment.add_argument("--list-series", action="store_true", help="DICOM folder: list its series and stop")
+    segment.add_argument("--force", action="store_true",
+                         help="run even where the memory preflight says the run needs more RAM than is available")
     segment.set_defaults(module="segment", handler="run")
 
     # run by models.py

@@ -1,6 +1,7 @@
 """The ``medseg`` command line: the parser and the one place where failures become exit codes.
 
-Every user-facing failure is one line on stderr and exit code 2; a cancel (Ctrl-C) is 130. The arguments are in
+Every user-facing failure is one line on stderr and exit code 2; a cancel (Ctrl-C) is 130; anything else is a bug:
+one line, exit code 1, and the traceback in a log file (``--debug`` prints it). The arguments are in
 ``arguments.py`` (light); each command runs from its own module of this package, imported only when it runs.
 """
 
@@ -8,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
+from pathlib import Path
 from typing import Sequence
 
 from MedSegEfficientLib import __version__
 from MedSegEfficientLib.cli.arguments import add_commands
 from MedSegEfficientLib.errors import Cancelled, MedSegError
 
+EXIT_INTERNAL = 1
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130
 
@@ -31,15 +36,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("medseg: cancelled; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED
     except MedSegError as error:
+        if args.debug:
+            traceback.print_exc()
         print(f"medseg: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as error:  # noqa: BLE001 - a bug, not the user's input: one line, the traceback kept
+        if args.debug:
+            traceback.print_exc()
+        log = write_error_log()
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"medseg: internal error: {type(error).__name__}: {detail} (traceback in {log}; "
+              "medseg --debug prints it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medseg", description="Efficient medical image segmentation.")
     parser.add_argument("--version", action="version", version=f"medseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
+
+
+def write_error_log() -> Path:
+    """The last internal error's traceback, for a bug report (the terminal gets one line)."""
+    folder = Path(os.environ.get("MEDSEG_LOG_DIR") or Path.home() / ".cache" / "medsegefficient")
+    path = folder / "last-error.log"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"medseg {__version__}: {' '.join(sys.argv)}\n{traceback.format_exc()}")
+    except OSError:
+        return Path("(not written: the log folder is not writable)")
+    return path
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ from MedSegEfficientLib.inference.gpu.cuda_graphs import GraphedForward
 from MedSegEfficientLib.inference.gpu.devices import describe_device, empty_cache, is_out_of_memory, select_device
 from MedSegEfficientLib.errors import Cancelled, MedSegError
 from MedSegEfficientLib.inference.gpu.label_download import HostLabels
-from MedSegEfficientLib.inference.preprocessing import ModelGrid, check_input, resample_labels, to_model_grid
+from MedSegEfficientLib.inference.preflight import require_ram
+from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, resample_labels, segmentable,
+                                                        to_model_grid)
+from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
 from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
 from MedSegEfficientLib.inference.gpu.slice_staging import slice_batches
 from MedSegEfficientLib.inference.sliding_window import count_batches, sliding_window
@@ -49,6 +52,9 @@ class SegmentOptions:
     # batches of volumes with at least _GRAPH_MIN_BATCHES batches (token networks are launch-bound: MLLA-UNet-T and
     # HRMedSeg ran 1.5x and 1.8x faster), not for 3D tiles (TokenSeg: 7 % faster for 0.4 GiB more). docs/benchmarks.md.
     cuda_graphs: bool | None = None
+    # Refuse a run whose host memory would exceed what is available, before anything big is allocated
+    # (preflight.require_ram); False runs it anyway.
+    check_memory: bool = True
 
     def tile_overlap(self) -> float:
         if self.overlap is not None:
@@ -86,6 +92,8 @@ class Segmenter:
         self.model = model
         self.options = options or SegmentOptions()
         self.device = select_device(self.options.device)
+        self._home_device = self.device
+        self._parameters = sum(parameter.numel() for parameter in model.network.parameters())
         self.model.network.to(self.device).eval()
         self._graph_notice = ""
         # One captured graph, kept between runs: capturing costs two eager passes, which a single volume of a few
@@ -102,28 +110,42 @@ class Segmenter:
 
     def segment(self, volume: Volume, progress: ProgressCallback | None = None,
                 cancel: CancelCheck | None = None) -> SegmentationResult:
+        volume = segmentable(volume)
         report = RunReport(device=describe_device(self.device))
         tracker = _Tracker(progress, cancel)
+        check_input(volume, self.card)
+        if self.options.check_memory:
+            require_ram(volume, self.card, self.device.type == "cuda", self._parameters)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        with _timed(report, "preprocessing"):
-            check_input(volume, self.card)
-            tracker.stage("preprocessing", 0.0)
-            grid = to_model_grid(volume, self.card)
-            tracker.stage("preprocessing", 1.0)
-        with _timed(report, "network"):
-            labels = self._infer_with_fallback(grid, tracker, report)
-        with _timed(report, "postprocessing"):
-            tracker.stage("postprocessing", 0.0)
-            labels = resample_labels(labels, grid.geometry, volume)
-            tracker.stage("postprocessing", 1.0)
-        if self.device.type == "cuda":
-            report.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
+        try:
+            with _timed(report, "preprocessing"):
+                tracker.stage("preprocessing", 0.0)
+                grid = to_model_grid(volume, self.card)
+                tracker.stage("preprocessing", 1.0)
+            with _timed(report, "network"):
+                labels = self._infer_with_fallback(grid, tracker, report, cancel is not None)
+            with _timed(report, "postprocessing"):
+                tracker.stage("postprocessing", 0.0)
+                labels = resample_labels(labels, grid.geometry, volume)
+                tracker.stage("postprocessing", 1.0)
+            if self.device.type == "cuda":
+                report.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
+        finally:
+            self._return_home(report)
         report.peak_ram_bytes = peak_ram_bytes()
         return SegmentationResult(labels, report)
 
-    def _infer_with_fallback(self, grid: ModelGrid, tracker: "_Tracker", report: RunReport) -> np.ndarray:
-        batch = self.options.batch_size or (4 if self.card.spatial_dims == 3 else 16)
+    def _return_home(self, report: RunReport) -> None:
+        """A fallback to the CPU holds for one run: the next run tries the chosen device again."""
+        if self.device != self._home_device:
+            self.device = self._home_device
+            self.model.network.to(self.device)
+            report.notices.append(f"the next run tries {self.device.type} again")
+
+    def _infer_with_fallback(self, grid: ModelGrid, tracker: "_Tracker", report: RunReport,
+                             cancellable: bool = False) -> np.ndarray:
+        batch = self.options.batch_size or _default_batch(self.card.spatial_dims, self.device, cancellable)
         self._graph_notice = ""  # this run's, not an earlier one's
         while True:
             try:
@@ -131,18 +153,28 @@ class Segmenter:
                 if self._graph_notice:
                     report.notices.append(self._graph_notice)
                 return labels
-            except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as error:
+            except Cancelled:
+                raise
+            except Exception as error:  # noqa: BLE001 - sorted below: Triton, out of memory, or the input
+                if is_triton_failure(error) and triton_usable():
+                    disable_triton(_first_line(error))
+                    report.notices.append(f"the Triton kernels failed ({_first_line(error)}); running the torch "
+                                          "modules instead for the rest of this session")
+                    self._graphed.clear()
+                    continue
                 if not is_out_of_memory(error):
-                    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    if not isinstance(error, (RuntimeError, ValueError)):
+                        raise
                     raise MedSegError(f"model '{self.card.name}' cannot take this input (model grid "
-                                      f"{tuple(grid.array.shape[1:])}): {detail}") from error
+                                      f"{tuple(grid.array.shape[1:])}): {_first_line(error)}") from error
                 self._graphed.clear()  # a kept graph's memory is the first to go
                 empty_cache(self.device)
                 if batch > 1:
                     batch = max(1, batch // 2)
                     report.notices.append(f"out of memory on {self.device.type}: retrying with batch {batch}")
                 elif self.device.type != "cpu":
-                    report.notices.append(f"out of memory on {self.device.type} at batch 1: continuing on the CPU")
+                    report.notices.append(f"out of memory on {self.device.type} at batch 1: continuing on the CPU "
+                                          "for this run")
                     self.device = torch.device("cpu")
                     self.model.network.to(self.device)
                     report.device = describe_device(self.device) + " (after GPU out of memory)"
@@ -256,6 +288,19 @@ class Segmenter:
         resized = F.interpolate(images, size=tuple(self.card.patch_size), mode="bilinear", align_corners=False)
         logits = network(resized)
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def _default_batch(spatial_dims: int, device: torch.device, cancellable: bool) -> int:
+    """Tiles (3D) or slices (2D) per pass. On the CPU a run that can be cancelled takes one tile at a time: as fast
+    there, and Cancel then answers within a single tile."""
+    if device.type == "cpu" and cancellable:
+        return 1
+    return 4 if spatial_dims == 3 else 16
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _forward_padded(network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, divisor: int) -> torch.Tensor:

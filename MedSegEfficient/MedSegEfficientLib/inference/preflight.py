@@ -1,4 +1,5 @@
-"""Before a run: the memory it needs, estimated from the model card and the volume, against what is free.
+"""Before a run: the memory it needs, estimated from the model card and the volume (or its header alone), against
+what is free.
 
 The estimate counts the buffers the engine allocates (the input on the model grid, blended class scores, the
 label map) exactly, and the network's working memory with a conservative rule: 512 bytes per voxel of a batch
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from MedSegEfficientLib.errors import InputImageError
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.volume import Volume
 
@@ -54,7 +56,7 @@ def estimate(volume: Volume, card: ModelCard, gpu: bool, batch: int | None = Non
     classes = card.out_channels
     image = card.in_channels * voxels * 4
     labels = voxels * 5  # int32 argmax, then uint8
-    source = math.prod(volume.array.shape) * 4  # the float32 copy resampling reads
+    source = math.prod(volume.grid_shape) * volume.channels * 4  # the float32 copy resampling reads
     if card.spatial_dims == 3:
         batch = batch or 4
         unit = math.prod(card.patch_size) if card.patch_size else voxels
@@ -91,6 +93,20 @@ def check(volume: Volume, card: ModelCard, gpu: bool, free_gpu: int | None, free
     return Preflight(need, False, advice)
 
 
+def require_ram(volume, card: ModelCard, gpu: bool, parameters: int = 0) -> MemoryEstimate:
+    """Refuse, before anything big is allocated, a run whose host memory would exceed what is available: a process
+    out of RAM is killed without a word. (A GPU short of memory is not refused: the engine halves its batch, then
+    moves to the CPU, and says so.) ``volume``: a Volume, or an ImageInfo read from the header alone."""
+    need = estimate(volume, card, gpu, parameters=parameters)
+    _, free_ram = free_memory("cpu")
+    if free_ram is not None and need.ram_bytes > HEADROOM * free_ram:
+        raise InputImageError(f"this run needs about {need.ram_bytes / 2**30:.1f} GiB of RAM for a "
+                              f"{'x'.join(map(str, volume.grid_shape))} image, and {free_ram / 2**30:.1f} GiB is "
+                              "available; segment a smaller region, or force it (medseg segment --force, "
+                              "SegmentOptions(check_memory=False))")
+    return need
+
+
 def free_memory(device_type: str) -> tuple[int | None, int | None]:
     """(free GPU bytes or None, available RAM bytes or None where the platform does not say)."""
     free_gpu = None
@@ -118,4 +134,4 @@ def _available_ram() -> int | None:
     return None
 
 
-__all__ = ["MemoryEstimate", "Preflight", "check", "estimate", "free_memory", "model_grid_voxels"]
+__all__ = ["MemoryEstimate", "Preflight", "check", "estimate", "free_memory", "model_grid_voxels", "require_ram"]

@@ -23,6 +23,19 @@ class ModelGrid:
     geometry: Volume  # geometry of the model grid (its array is a placeholder of the grid shape)
 
 
+def segmentable(volume: Volume) -> Volume:
+    """The volume in a voxel type the engine reads: integers and float32/64 as they are, float16 and bool widened
+    (SimpleITK has neither); complex, object, text and time types are refused with one line."""
+    kind = volume.array.dtype
+    if kind == np.float16:
+        return volume.with_array(volume.array.astype(np.float32))
+    if kind == np.bool_:
+        return volume.with_array(volume.array.astype(np.uint8))
+    if not (np.issubdtype(kind, np.integer) or np.issubdtype(kind, np.floating)):
+        raise InputImageError(f"voxels of type {kind} cannot be segmented; give integers or floats")
+    return volume
+
+
 def check_input(volume: Volume, card: ModelCard) -> None:
     if volume.array.ndim not in (3, 4):
         raise InputImageError(f"the image has {volume.array.ndim} array dimensions; a 3D volume is needed")

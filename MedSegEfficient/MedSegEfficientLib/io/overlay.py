@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from MedSegEfficientLib.model.card import LabelInfo
-from MedSegEfficientLib.files import write_atomically
+from MedSegEfficientLib.files import StagedOutputs, write_atomically
 from MedSegEfficientLib.volume import Volume, to_sitk
 
 
 def write_overlay_png(image: Volume, labels: np.ndarray, label_infos: list[LabelInfo], path: str | os.PathLike,
-                      window: tuple[float, float] = (-160.0, 240.0), opacity: float = 0.45) -> Path:
+                      window: tuple[float, float] = (-160.0, 240.0), opacity: float = 0.45,
+                      outputs: StagedOutputs | None = None) -> Path:
     import SimpleITK as sitk
 
     # Radiological display: orient to LPS so rows run anterior to posterior and the patient's right is on the left.
@@ -30,6 +31,4 @@ def write_overlay_png(image: Volume, labels: np.ndarray, label_infos: list[Label
     scale = max(1, 512 // max(rgb.shape[:2]))  # small grids are enlarged so that the picture is readable
     rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
     picture = sitk.GetImageFromArray(rgb.astype(np.uint8), isVector=True)
-    path = Path(path)
-    write_atomically(path, lambda temporary: sitk.WriteImage(picture, str(temporary)))
-    return path
+    return write_atomically(path, lambda temporary: sitk.WriteImage(picture, str(temporary)), outputs)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from MedSegEfficientLib.model.card import LabelInfo
-from MedSegEfficientLib.files import write_atomically
+from MedSegEfficientLib.files import StagedOutputs, write_atomically
 from MedSegEfficientLib.model.terminology import terminology_entry
 from MedSegEfficientLib.volume import Volume, to_sitk
 
@@ -63,7 +63,7 @@ def _extents(labels: np.ndarray) -> dict[int, str]:
 
 
 def write_seg_nrrd(labels: np.ndarray, reference: Volume, label_infos: list[LabelInfo],
-                   path: str | os.PathLike) -> Path:
+                   path: str | os.PathLike, outputs: StagedOutputs | None = None) -> Path:
     import SimpleITK as sitk
 
     path = Path(path)
@@ -71,5 +71,5 @@ def write_seg_nrrd(labels: np.ndarray, reference: Volume, label_infos: list[Labe
     image = to_sitk(reference.with_array(np.ascontiguousarray(labels, dtype=dtype)))
     for key, value in segment_metadata(labels, reference, label_infos).items():
         image.SetMetaData(key, value)
-    write_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary), useCompression=True))
-    return path
+    return write_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary), useCompression=True),
+                            outputs)

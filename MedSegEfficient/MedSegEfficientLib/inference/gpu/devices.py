@@ -42,8 +42,16 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+# How each device says it is out of memory: CUDA's and MPS's messages, and the CPU allocator's (torch's
+# DefaultCPUAllocator says "can't allocate memory"; numpy raises MemoryError).
+_OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    message = str(error).lower()
+    return any(words in message for words in _OUT_OF_MEMORY_WORDS)
 
 
 def empty_cache(device: torch.device) -> None:

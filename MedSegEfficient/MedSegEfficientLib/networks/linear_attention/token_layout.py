@@ -8,12 +8,11 @@ channels-last output.
 
 from __future__ import annotations
 
-import importlib.util
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from MedSegEfficientLib.networks.triton_switch import triton_usable
 
 
 def grid(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -29,7 +28,7 @@ def tokens(grid_map: torch.Tensor) -> torch.Tensor:
 def depthwise_tokens(conv: nn.Conv2d, x: torch.Tensor, height: int, width: int,
                      residual: torch.Tensor | None = None, silu: bool = False) -> torch.Tensor:
     """Tokens of ``act(conv(map of x)) (+ residual)`` for a depthwise convolution; on CUDA inference a 3x3 one
-    runs as a single Triton kernel with bias, activation and residual fused (``depthwise_triton.py``)."""
+    runs as a single Triton kernel with bias, activation and residual fused (``networks/kernels/depthwise.py``)."""
     fusable = (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
                and conv.dilation == (1, 1) and conv.groups == conv.in_channels == conv.out_channels
                and conv.bias is not None and conv.padding_mode == "zeros")
@@ -75,9 +74,5 @@ def triton_inference(x: torch.Tensor, *parameters: torch.Tensor) -> bool:
     """Whether an inference-only Triton kernel may replace torch's ops on ``x``: CUDA, Triton installed, and no
     gradient wanted (training keeps torch's kernels and their backward)."""
     wants_gradient = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in parameters))
-    return x.is_cuda and not wants_gradient and _triton_installed()
+    return x.is_cuda and not wants_gradient and triton_usable()
 
-
-@lru_cache(maxsize=1)
-def _triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None

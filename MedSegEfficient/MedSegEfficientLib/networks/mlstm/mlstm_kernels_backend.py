@@ -15,13 +15,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from MedSegEfficientLib.networks.triton_switch import triton_usable
+
 KERNEL = "chunkwise--triton_limit_chunk"
 MIN_HEAD_DIM = 16
 
 
 def triton_available(device: torch.device) -> bool:
-    return (device.type == "cuda" and importlib.util.find_spec("mlstm_kernels") is not None
-            and importlib.util.find_spec("triton") is not None)
+    return device.type == "cuda" and importlib.util.find_spec("mlstm_kernels") is not None and triton_usable()
 
 
 def pad_for_kernel(q, k, v, i, f, chunk: int):
