@@ -47,6 +47,9 @@ def add_commands(commands) -> None:
     evaluate.add_argument("reference", help="reference label map on the image's grid")
     evaluate.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
     evaluate.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    evaluate.add_argument("--label-map", metavar="NAME=NUMBER,...",
+                          help="the reference's number for each label where it numbers them otherwise "
+                               "(or a JSON object of names to numbers; a .seg.nrrd reference is matched by name)")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     evaluate.set_defaults(module="evaluate", handler="run")
 

@@ -17,13 +17,6 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.pairs):
         raise MedSegError("give either a dataset folder or --pairs IMAGE:LABEL ...")
-    if args.data:
-        description = describe_folder(Path(args.data))
-    else:
-        pairs = [tuple(item.rsplit(":", 1)) for item in args.pairs]
-        if any(len(pair) != 2 for pair in pairs):
-            raise MedSegError("--pairs entries must look like image.nii.gz:label.nii.gz")
-        description = describe_pairs(pairs)
     try:
         network_args = json.loads(args.args)
     except json.JSONDecodeError as error:
@@ -36,6 +29,14 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, max_minutes=args.max_minutes, half_weights=args.half_weights,
         command="medseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
+    config.check()  # every setting, before any data is read
+    if args.data:
+        description = describe_folder(Path(args.data))
+    else:
+        pairs = [tuple(item.rsplit(":", 1)) for item in args.pairs]
+        if any(len(pair) != 2 for pair in pairs):
+            raise MedSegError("--pairs entries must look like image.nii.gz:label.nii.gz")
+        description = describe_pairs(pairs)
     card = train(description, Path(args.output), config, show_progress=not args.quiet)
     dice = card.metrics.get("validation_mean_dice")
     print(f"wrote {args.output}" + (f" (validation mean Dice {dice})" if dice is not None else ""))

@@ -38,8 +38,11 @@ def is_nifti(path: Path) -> bool:
 
 
 def read_header(path: Path) -> NiftiHeader:
-    with _open(path) as stream:
-        raw = stream.read(540)
+    try:
+        with _open(path) as stream:
+            raw = stream.read(540)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise InputImageError(f"cannot read {path.name} as an image: {error}") from None
     if len(raw) < 348:
         raise InputImageError(f"{path.name} is truncated: {len(raw)} bytes, shorter than a NIfTI header")
     for order in "<>":
@@ -111,7 +114,7 @@ def _stream_length(path: Path) -> int:
 def _check_finite(path: Path, header: NiftiHeader) -> None:
     kind = np.dtype(header.byte_order + FLOAT_TYPES[header.datatype])
     remaining, bad = header.data_bytes, 0
-    with _open(path) as stream:
+    with _open(path) as stream:  # complete: checked before this is called
         stream.read(header.data_offset)  # forward only: a gzip stream cannot seek cheaply
         while remaining > 0:
             block = stream.read(min(CHUNK_BYTES - CHUNK_BYTES % kind.itemsize, remaining))

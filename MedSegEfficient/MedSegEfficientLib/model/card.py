@@ -7,6 +7,7 @@ checks every field and reports all problems at once, naming each field.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,9 @@ CARD_FORMAT_VERSION = 1
 NORMALIZATION_KINDS = ("ct", "zscore", "percentile", "imagenet", "none")
 SLICE_FITS = ("resize", "tile")
 ORIENTATIONS = ("LPS", "RAS", "LAS", "RPS", "LPI", "RAI", "none")
+SPACING_RANGE_MM = (1e-3, 100.0)  # a micron (microscopy) to 10 cm: beyond is a unit mistake
+PATCH_RANGE = (1, 2048)  # voxels per axis of a tile or slice
+SIZE_DIVISOR_RANGE = (1, 1024)
 
 
 @dataclass
@@ -118,6 +122,7 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
         problems.append(f"field 'slice_fit' must be one of {', '.join(SLICE_FITS)}")
     if data.get("slice_axis", 2) not in (0, 1, 2):
         problems.append("field 'slice_axis' must be 0, 1 or 2")
+    _check_scalars(data, problems)
     if problems or network is None:
         return None
     return ModelCard(
@@ -158,12 +163,22 @@ def _parse_labels(raw: Any, problems: list[str]) -> list[LabelInfo]:
         if not isinstance(value, int) or not 1 <= value <= 65535:
             problems.append(f"field '{where}.value' must be an integer in 1..65535")
             continue
+        if not isinstance(entry["name"], str) or not entry["name"].strip():
+            problems.append(f"field '{where}.name' must be a non-empty string")
+            continue
         color = entry.get("color", (128, 174, 128))
-        if not (isinstance(color, (list, tuple)) and len(color) == 3 and all(0 <= c <= 255 for c in color)):
-            problems.append(f"field '{where}.color' must be three integers in 0..255")
+        if not _is_colour(color):
+            hint = (" (these look like 0..1 fractions: multiply by 255)" if isinstance(color, (list, tuple))
+                    and len(color) == 3 and all(_is_number(c) and 0 <= c <= 1 for c in color) else "")
+            problems.append(f"field '{where}.color' must be three integers in 0..255{hint}")
             continue
         known = {f.name for f in dataclasses.fields(LabelInfo)}
         extra = {k: v for k, v in entry.items() if k in known and k not in ("value", "name", "color")}
+        for code in ("category", "type", "modifier"):
+            if extra.get(code) is not None and not _is_code(extra[code]):
+                problems.append(f"field '{where}.{code}' must be a code [scheme, value, meaning] of three strings")
+        if not isinstance(extra.get("context", ""), str):
+            problems.append(f"field '{where}.context' must be a string")
         labels.append(LabelInfo(value=value, name=str(entry["name"]), color=tuple(int(c) for c in color), **extra))
     values = [label.value for label in labels]
     if len(set(values)) != len(values):
@@ -180,6 +195,11 @@ def _parse_normalization(raw: Any, problems: list[str]) -> Normalization:
     if unknown:
         problems.append(f"field 'normalization' has unknown keys {sorted(unknown)}")
         return Normalization()
+    numbers = [key for key in ("lower", "upper", "mean", "std") if key in raw]
+    wrong = [key for key in numbers if not _is_number(raw[key]) or not math.isfinite(raw[key])]
+    if wrong:
+        problems.append(f"field 'normalization.{wrong[0]}' must be a finite number, not {raw[wrong[0]]!r}")
+        return Normalization()
     norm = Normalization(**raw)
     if norm.kind not in NORMALIZATION_KINDS:
         problems.append(f"field 'normalization.kind' must be one of {', '.join(NORMALIZATION_KINDS)}")
@@ -195,8 +215,43 @@ def _check_optional_lists(data: dict, dims: Any, problems: list[str]) -> None:
         value = data.get(key)
         if value is None:
             continue
-        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and v > 0 for v in value)
+        ok = isinstance(value, list) and all(_is_number(v) and v > 0 for v in value)
         if not ok or (kind is int and not all(isinstance(v, int) for v in value)):
             problems.append(f"field '{key}' must be a list of positive numbers")
         elif dims in (2, 3) and len(value) != dims:
             problems.append(f"field '{key}' must have {dims} entries for a {dims}D model")
+        else:
+            low, high = SPACING_RANGE_MM if key == "spacing" else PATCH_RANGE
+            if not all(low <= v <= high for v in value):
+                unit = " mm" if key == "spacing" else " voxels"
+                problems.append(f"field '{key}' {value} is outside {low:g}..{high:g}{unit} per axis")
+
+
+def _check_scalars(data: dict, problems: list[str]) -> None:
+    """The simple fields' types: a card is user input, so every field is checked before anything uses it."""
+    for key in ("name", "description", "modality"):
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"field '{key}' must be a string")
+    for key in ("training", "metrics"):
+        if key in data and not isinstance(data[key], dict):
+            problems.append(f"field '{key}' must be an object")
+    divisor = data.get("size_divisor", 16)
+    low, high = SIZE_DIVISOR_RANGE
+    if not isinstance(divisor, int) or isinstance(divisor, bool) or not low <= divisor <= high:
+        problems.append(f"field 'size_divisor' must be an integer in {low}..{high}, not {divisor!r}")
+    dice = data.get("metrics", {}).get("validation_dice", {}) if isinstance(data.get("metrics"), dict) else {}
+    if not isinstance(dice, dict) or not all(v is None or _is_number(v) for v in dice.values()):
+        problems.append("field 'metrics.validation_dice' must map label names to numbers (or null: absent)")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_colour(value: Any) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value))
+
+
+def _is_code(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(part, str) for part in value)

@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from MedSegEfficientLib.errors import ModelFileError
+from MedSegEfficientLib.errors import MedSegError, ModelFileError
 from MedSegEfficientLib.files import write_atomically
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.model.library import resolve_model_path
@@ -71,15 +71,32 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     path = resolve_model_path(path)
     card = read_card(path)
     try:
-        tensors = load_file(str(path), device=str(device))
+        tensors = load_file(str(path), device="cpu")  # read on the host: a device problem is not the file's
     except Exception as error:
         raise ModelFileError(f"{path.name}: the weights cannot be read (truncated or corrupt?): {error}") from None
     network = build_from_card(card)
     load_weights(network, tensors, path.name)
-    return LoadedModel(card=card, network=network.eval().to(device), path=path)
+    try:
+        network = network.eval().to(device)
+    except (RuntimeError, AssertionError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MedSegError(f"device '{device}' is not available here: {detail}") from None
+    return LoadedModel(card=card, network=network, path=path)
 
 
 def load_weights(network: nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every tensor into the network, checked: names, shapes, a floating type where the network has one (load_state_dict
+    would cast integers silently), and finite values (NaN weights give an empty result, not an error)."""
+    expected = network.state_dict()
+    for name, tensor in tensors.items():
+        wanted = expected.get(name)
+        if wanted is None or not wanted.is_floating_point():
+            continue
+        if not tensor.is_floating_point():
+            raise ModelFileError(f"{source}: weight {name} is {str(tensor.dtype).replace('torch.', '')}; the network "
+                                 "needs floating-point weights")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{source}: weight {name} holds NaN or infinite values")
     try:
         result = network.load_state_dict(dict(tensors), strict=False)
     except RuntimeError as error:  # shape mismatches

@@ -55,7 +55,12 @@ def describe_folder(folder: Path) -> DatasetDescription:
     meta_path = folder / "dataset.json"
     if not meta_path.is_file():
         raise MedSegError(f"{folder} has no dataset.json (nnU-Net / MSD layout expected)")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise MedSegError(f"{meta_path} is not valid JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise MedSegError(f"{meta_path} must hold a JSON object")
     labels = parse_labels(meta)
     training = _pairs_from_listing(folder, meta.get("training")) or _pairs_from_folders(folder, "Tr")
     validation = _pairs_from_listing(folder, meta.get("validation")) or _pairs_from_folders(folder, "Val")
@@ -69,7 +74,7 @@ def describe_pairs(pairs: list[tuple[str, str]], label_names: dict[int, str] | N
     cases = [CasePaths(Path(image), Path(label)) for image, label in pairs]
     names = label_names or {}
     if not names:  # labels named after their values, found in the first label map
-        values = np.unique(read_image(cases[0].label).array)
+        values = np.unique(label_array(read_image(cases[0].label).array, cases[0].label))
         names = {int(v): f"label_{int(v)}" for v in values if v > 0}
     labels = [LabelInfo(value=v, name=n, color=PALETTE[(v - 1) % len(PALETTE)]) for v, n in sorted(names.items())]
     return DatasetDescription(cases, [], labels, modality)
@@ -121,22 +126,47 @@ def _pairs_from_folders(folder: Path, split: str) -> list[CasePaths]:
 
 
 def _suffix(name: str) -> str:
-    return next(s for s in IMAGE_SUFFIXES if name.endswith(s))
+    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")  # "" for a DICOM folder
 
 
 def _stem(name: str) -> str:
     return re.sub(re.escape(_suffix(name)) + "$", "", name)
 
 
+MAX_LABEL_VALUES = 1000  # a label map with more distinct values is an image given in its place
+
+
 def load_cases(paths: list[CasePaths]) -> list[TrainingCase]:
     cases = []
     for pair in paths:
         image, labels = read_image(pair.image), read_image(pair.label)
-        labels = labels.with_array(labels.array.astype(np.uint16 if labels.array.max() > 255 else np.uint8))
+        labels = labels.with_array(label_array(labels.array, pair.label))
+        if (min(labels.grid_shape) == 1) != (min(image.grid_shape) == 1):
+            raise MedSegError(f"{pair.label.name} is {labels.grid_shape} and {pair.image.name} is "
+                              f"{image.grid_shape}: a label map must cover its image (2D with 2D, 3D with 3D)")
         if not labels.same_grid(image, tolerance=1e-3):  # e.g. a mask stored with another axis order
             labels = image.with_array(resample_labels(labels.array, labels, image))
         cases.append(TrainingCase(_stem(pair.image.name), image, labels))
     return cases
+
+
+def label_array(array: np.ndarray, path: Path) -> np.ndarray:
+    """The label map as uint8/uint16; refuses what cannot be one (negative, fractional, or thousands of values:
+    an image given in its place), before anything sized by the values is allocated."""
+    if array.ndim == 4:
+        raise MedSegError(f"{path.name} has {array.shape[-1]} channels; a label map has one")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or not np.array_equal(array, np.round(array)):
+            raise MedSegError(f"{path.name} has fractional voxel values: it is not a label map")
+    elif not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+        raise MedSegError(f"{path.name} has voxels of type {array.dtype}: it is not a label map")
+    low, high = (array.min(), array.max()) if array.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise MedSegError(f"{path.name} has values {low:g}..{high:g}: a label map has 0..65535: it is an image, not a label map")
+    values = np.unique(array)
+    if values.size > MAX_LABEL_VALUES:
+        raise MedSegError(f"{path.name} has {values.size} different values: it is an image, not a label map")
+    return array.astype(np.uint16 if high > 255 else np.uint8)
 
 
 def median_spacing(cases: list[TrainingCase]) -> list[float]:

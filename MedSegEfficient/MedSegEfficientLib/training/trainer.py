@@ -48,8 +48,25 @@ class TrainConfig:
     workers: int = 0
     validation_fraction: float = 0.2
     half_weights: bool = False  # store float16 weights; validation then runs on the float16-rounded weights
-    max_minutes: float | None = None  # stop after the epoch that passes this wall time, keeping the best model
+    max_minutes: float | None = None  # stop within a batch of this wall time (after validating), keeping the best
     command: str = ""  # the command line, recorded in the card for provenance
+
+    def check(self) -> None:
+        """One line naming the first setting that cannot train, before any data is read."""
+        dims = self.spatial_dims
+        if dims not in (2, 3):
+            raise MedSegError(f"spatial dims must be 2 or 3, not {dims}")
+        if self.patch_size is not None and (len(self.patch_size) != dims or min(self.patch_size) < 1):
+            raise MedSegError(f"--patch-size needs {dims} positive sizes for a {dims}D model, not {self.patch_size}")
+        if self.spacing is not None and (len(self.spacing) not in ((2, 3) if dims == 2 else (3,))
+                                         or min(self.spacing) <= 0):
+            raise MedSegError(f"--spacing needs {'2 or 3' if dims == 2 else 3} positive values in mm, not {self.spacing}")
+        for name, value in (("--epochs", self.epochs), ("--iterations-per-epoch", self.iterations_per_epoch),
+                            ("--batch-size", self.batch_size)):
+            if value < 1:
+                raise MedSegError(f"{name} must be 1 or more, not {value}")
+        if not self.learning_rate > 0 or self.workers < 0 or (self.max_minutes is not None and self.max_minutes <= 0):
+            raise MedSegError("--lr and --max-minutes must be positive, --workers 0 or more")
 
 
 @dataclass
@@ -63,6 +80,7 @@ class EpochRecord:
 
 def train(description: DatasetDescription, output: Path, config: TrainConfig,
           log: Callable[[str], None] = print, show_progress: bool = True) -> ModelCard:
+    config.check()
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     device = select_device(config.device)
@@ -102,10 +120,13 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     best: float | None = None
     history: list[EpochRecord] = []
     started = time.time()
+    deadline = started + 60 * config.max_minutes if config.max_minutes is not None else math.inf
     for epoch in range(1, config.epochs + 1):
         network.train()
         epoch_start, losses, skipped = time.time(), [], 0
         for batch in loader:
+            if losses and time.time() > deadline:
+                break  # the limit holds within a batch: this epoch ends here, is validated, and training stops
             images, labels = batch["image"].to(device), batch["label"].to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
@@ -130,7 +151,8 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
         if not losses:
             raise MedSegError("training diverged: every batch of an epoch had a non-finite loss; lower --lr")
         evaluated = round_to_half(network) if config.half_weights else network
-        dice = validate(LoadedModel(card, evaluated), validation_cases, device) if validation_cases else {}
+        dice = validate(LoadedModel(card, evaluated), validation_cases, device, check_memory=False) \
+            if validation_cases else {}
         scored = [v for v in dice.values() if not math.isnan(v)]
         mean_dice = float(np.mean(scored)) if scored else None
         record = EpochRecord(epoch, float(np.mean(losses)), time.time() - epoch_start, dice, mean_dice)
@@ -144,7 +166,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
             _record_results(card, record, validation_cases, config, device, time.time() - started)
             save_model(output, card, network, half=config.half_weights)
             say(f"saved {output} (epoch {epoch})")
-        if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
+        if time.time() > deadline:
             say(f"stopping after epoch {epoch}: the {config.max_minutes} minute limit has passed")
             break
     progress.close()

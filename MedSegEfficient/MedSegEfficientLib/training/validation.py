@@ -5,6 +5,7 @@ Used by training every epoch and by ``medseg evaluate``; it imports no MONAI (tr
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
@@ -13,14 +14,17 @@ from MedSegEfficientLib.model.weights import LoadedModel
 from MedSegEfficientLib.training.datasets import TrainingCase
 
 
-def validate(model: LoadedModel, cases: list[TrainingCase], device: torch.device) -> dict[str, float]:
-    """Per-label Dice over all validation cases, the engine run exactly as a user runs it."""
+def validate(model: LoadedModel, cases: list[TrainingCase], device: torch.device,
+             reference_values: dict[int, int] | None = None, check_memory: bool = True) -> dict[str, float]:
+    """Per-label Dice over all validation cases, the engine run exactly as a user runs it. ``reference_values``:
+    the reference's number for each of the model's label values, where the reference numbers them otherwise."""
     was_training = model.network.training
-    segmenter = Segmenter(model, SegmentOptions(device=device.type))
+    # Training validates every epoch: a preflight refusal there would end hours of work (check_memory=False).
+    segmenter = Segmenter(model, SegmentOptions(device=device.type, check_memory=check_memory))
     predictions, references = [], []
     for case in cases:
         predictions.append(segmenter.segment(case.image).labels)
-        references.append(case.labels.array)
+        references.append(renumbered(case.labels.array, reference_values))
     model.network.train(was_training)
     values = [label.value for label in model.card.labels]
     names = {label.value: label.name for label in model.card.labels}
@@ -28,4 +32,14 @@ def validate(model: LoadedModel, cases: list[TrainingCase], device: torch.device
     return {names[v]: s for v, s in scores.items()}
 
 
-__all__ = ["validate"]
+def renumbered(reference: np.ndarray, reference_values: dict[int, int] | None) -> np.ndarray:
+    """The reference in the model's numbers: each model value where the reference has its number, else 0."""
+    if reference_values is None:
+        return reference
+    result = np.zeros_like(reference)
+    for model_value, reference_value in reference_values.items():
+        result[reference == reference_value] = model_value
+    return result
+
+
+__all__ = ["renumbered", "validate"]
