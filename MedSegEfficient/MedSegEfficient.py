@@ -13,6 +13,7 @@ from typing import Annotated
 
 import qt
 import slicer
+import vtk
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
@@ -57,7 +58,9 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._guiConnections = None
         self._run = None  # the BackgroundRun in flight
         self._prepared = None
+        self._outputOfRun = None  # the segmentation the run in flight writes into (None: a new one)
         self._lastResult = None
+        self._cancelReason = ""
         self._timer = None
         # Dialogs, replaceable so that tests can answer them.
         self.chooseModelFile = lambda: qt.QFileDialog.getOpenFileName(
@@ -81,6 +84,9 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelSelector.currentIndexChanged.connect(self._onModelChosen)
         self.ui.deviceInfoLabel.text = self.logic.deviceInfo()  # from the driver: no CUDA context at setup
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        # A run is left alone safely: closing the scene or removing its input (or output) node cancels it.
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAboutToBeRemovedEvent, self.onNodeAboutToBeRemoved)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -102,6 +108,19 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             del sys.modules[name]
         ScriptedLoadableModuleWidget.onReload(self)
 
+    def onSceneStartClose(self, caller, event):
+        self._cancelRun("the scene was closed")
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAboutToBeRemoved(self, caller, event, node):
+        if self._prepared is not None and node in (self._prepared.volume_node, self._outputOfRun):
+            self._cancelRun(f"{node.GetName()} was removed")
+
+    def _cancelRun(self, reason):
+        if self._run is not None:
+            self._cancelReason = self._cancelReason or reason  # the first: a closing scene then removes its nodes
+            self._run.cancel()
+
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
             self.initializeParameterNode()
@@ -115,11 +134,11 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             if self._guiConnections is not None:
                 self._parameterNode.disconnectGui(self._guiConnections)
-            self.removeObserver(self._parameterNode, vtk_modified_event(), self._onParameterNodeModified)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = parameterNode
         if self._parameterNode:
             self._guiConnections = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk_modified_event(), self._onParameterNodeModified)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
             self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None):
@@ -169,7 +188,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegmentButton(self):
         if self._run is not None:
-            self._run.cancel()
+            self._cancelRun("by the user")
             self.ui.statusLabel.text = "Cancelling..."
             return
         params = self._parameterNode
@@ -183,7 +202,9 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 device, fast, batch = {"fast": (device, True, 1), "cpu": ("cpu", fast, None),
                                        "anyway": (device, fast, None)}[choice]
             self._prepared = self.logic.prepare(params.inputVolume, params.modelPath, device, fast, batch,
-                                                params.roi)
+                                                params.roi, checkMemory=preflight.fits)
+            self._outputOfRun = params.outputSegmentation
+            self._cancelReason = ""
             self._run = self.logic.startBackground(self._prepared)
             self.ui.segmentButton.text = "Cancel"
             self.ui.progressBar.value = 0
@@ -203,22 +224,21 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.text = "Segment"
         try:
             if status.cancelled:
-                self.ui.statusLabel.text = "Cancelled: the scene is unchanged."
+                self.ui.statusLabel.text = f"Cancelled ({self._cancelReason or 'by the user'}): the scene is unchanged."
             elif status.error is not None:
                 logging.error("MedSegEfficient run failed:\n" + status.traceback)
                 self.ui.statusLabel.text = "Failed: the scene is unchanged."
                 slicer.util.errorDisplay(f"Segmentation failed: {status.error}", detailedText=status.traceback)
             else:
                 with slicer.util.tryWithErrorDisplay("The segmentation could not be added to the scene."):
-                    self._lastResult = self.logic.apply(self._prepared, status.result,
-                                                        self._parameterNode.outputSegmentation)
+                    self._lastResult = self.logic.apply(self._prepared, status.result, self._outputOfRun)
                     self.ui.progressBar.value = 100
                     self.ui.statusLabel.text = "Done."
                     self.ui.resultLabel.text = self._lastResult.report.summary()
                     self.ui.undoButton.enabled = self._lastResult.undo is not None
                     self.refreshModels()  # the measured speed
         finally:
-            self._prepared = None
+            self._prepared = self._outputOfRun = None
             self._checkCanApply()
 
     def onUndo(self):
@@ -238,12 +258,6 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         box.addButton(qt.QMessageBox.Cancel)
         box.exec_()
         return buttons.get(box.clickedButton())
-
-
-def vtk_modified_event():
-    import vtk
-
-    return vtk.vtkCommand.ModifiedEvent
 
 
 def ensureDependencies():

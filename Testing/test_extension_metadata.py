@@ -70,5 +70,5 @@ def test_the_module_file_imports_nothing_heavy_at_file_scope():
             top.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             top.add(node.module)
-    assert top <= {"logging", "sys", "typing", "qt", "slicer", "slicer.parameterNodeWrapper",
+    assert top <= {"logging", "sys", "typing", "qt", "vtk", "slicer", "slicer.parameterNodeWrapper",
                    "slicer.ScriptedLoadableModule", "slicer.util", "MedSegEfficientLib.slicer.logic"}, top

@@ -195,6 +195,39 @@ def test_cancel_mid_run_stops_and_leaves_the_scene_as_it_was(panel, application,
 
 
 @pytest.mark.slow
+def start_a_cpu_run_and_wait_for_its_first_tile(panel, application, slicer_logics, samples):
+    volume = add_ct(slicer_logics, samples)
+    panel._parameterNode.inputVolume = volume
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    panel.ui.segmentButton.click()
+    deadline = time.time() + 60
+    while panel._run.status().fraction <= 0.1 and time.time() < deadline:
+        application.processEvents()
+        time.sleep(0.01)
+    assert 0.1 < panel._run.status().fraction < 1.0  # the network is running
+    return volume, panel._run
+
+
+def test_removing_the_input_mid_run_cancels_it_and_adds_nothing(panel, application, slicer_logics, samples):
+    volume, run = start_a_cpu_run_and_wait_for_its_first_tile(panel, application, slicer_logics, samples)
+    slicer_logics.scene.RemoveNode(volume)
+    wait_until_done(panel, application)
+    assert run.status().cancelled and run.status().fraction < 1.0
+    assert panel.ui.statusLabel.text.startswith("Cancelled (example_ct was removed)")
+    assert slicer_logics.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+
+
+def test_closing_the_scene_mid_run_cancels_it_and_the_new_scene_stays_empty(panel, application, slicer_logics,
+                                                                          samples):
+    _, run = start_a_cpu_run_and_wait_for_its_first_tile(panel, application, slicer_logics, samples)
+    slicer_logics.scene.Clear(0)
+    wait_until_done(panel, application)
+    assert run.status().cancelled
+    assert panel.ui.statusLabel.text.startswith("Cancelled (the scene was closed)")
+    assert slicer_logics.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert slicer_logics.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0
+
+
 def test_a_rerun_into_an_existing_segmentation_can_be_undone(panel, application, slicer_logics, samples):
     volume = add_ct(slicer_logics, samples)
     existing = slicer_logics.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my work")

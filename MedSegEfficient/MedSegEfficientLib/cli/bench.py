@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.io.images import read_image
 from MedSegEfficientLib.networks import available_networks, get_network_spec
 from MedSegEfficientLib.networks.cost import measure_cost, parse_shape
-from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
+from MedSegEfficientLib.inference.peak_ram import RamSampler
 from MedSegEfficientLib.volume import Volume
 
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     volume = read_image(args.image) if args.image else synthetic_volume(parse_shape(args.input))
     results = {"machine": machine_description(device), "input": _describe_input(volume, args), "results": []}
     for entry in [item.strip() for item in args.networks.split(",") if item.strip()]:
+        say(f"{entry}: building")
         try:
             result = bench_one(entry, volume, device, args)
         except MedSegError as error:
@@ -50,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
+
+
+def say(message: str) -> None:
+    """Progress on stderr (the results go to stdout): a benchmark of several networks takes minutes."""
+    print(f"medseg bench: {message}", file=sys.stderr, flush=True)
 
 
 def synthetic_volume(shape: tuple[int, ...]) -> Volume:
@@ -66,12 +73,15 @@ def bench_one(entry: str, volume: Volume, device: torch.device, args: argparse.N
     batch = args.batch_size or (4 if dims == 3 else 32)
     segmenter = Segmenter(model, SegmentOptions(device=device.type, fast=args.fast, batch_size=batch,
                                                 cuda_graphs=args.cuda_graphs))
-    segmenter.segment(volume)  # warm-up: kernels, allocator, lazy imports
     runs = []
-    for _ in range(max(1, args.repeat)):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        runs.append(segmenter.segment(volume).report)
+    with RamSampler() as ram:  # this entry's own peak, not the process's so far
+        say(f"{entry}: warm-up")
+        segmenter.segment(volume)  # warm-up: kernels, allocator, lazy imports
+        for run_index in range(max(1, args.repeat)):
+            say(f"{entry}: run {run_index + 1} of {max(1, args.repeat)}")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            runs.append(segmenter.segment(volume).report)
     best = min(runs, key=lambda report: sum(report.seconds.values()))
     total = sum(best.seconds.values())
     unit_shape = (1, model.card.in_channels, *(model.card.patch_size or volume.grid_shape[1:]))
@@ -81,7 +91,7 @@ def bench_one(entry: str, volume: Volume, device: torch.device, args: argparse.N
         "spatial_dims": dims, "batch": batch, "parameters": cost.parameters, "macs_per_unit": cost.macs,
         "unit": "x".join(map(str, unit_shape[2:])), "seconds": {k: round(v, 4) for k, v in best.seconds.items()},
         "total_seconds": round(total, 4), "input_voxels_per_second": math.prod(volume.grid_shape) / total,
-        "peak_gpu_bytes": max(r.peak_gpu_bytes for r in runs), "peak_ram_bytes": peak_ram_bytes(),
+        "peak_gpu_bytes": max(r.peak_gpu_bytes for r in runs), "peak_ram_bytes": ram.peak,
         "device": best.device, "notices": best.notices,
     }
     if dims == 2:

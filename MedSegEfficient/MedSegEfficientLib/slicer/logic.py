@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
+from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.inference.gpu.gpu_probe import describe_gpus_without_cuda
 from MedSegEfficientLib.inference.preflight import Preflight, check, free_memory
 from MedSegEfficientLib.inference.region import Box, crop, paste, voxel_box
@@ -142,7 +143,9 @@ class MedSegEfficientLogic:
         return check(volume_from_node(volumeNode), read_card(modelPath), kind == "cuda", free_gpu, free_ram)
 
     def prepare(self, volumeNode, modelPath: str | None, device: str = "auto", fast: bool = False,
-                batch: int | None = None, roiNode=None) -> PreparedRun:
+                batch: int | None = None, roiNode=None, checkMemory: bool = True) -> PreparedRun:
+        """``checkMemory``: refuse a run that would exceed the RAM available; False once the user has seen the
+        preflight's figures and chosen to run."""
         engine, devices = self._engine()
         if batch is None and devices.select_device(device).type == "cpu":
             batch = 1  # one tile per pass: as fast on a CPU, and Cancel then answers after a single tile
@@ -153,7 +156,9 @@ class MedSegEfficientLogic:
             roiNode.GetRASBounds(bounds)
             box = voxel_box(volume, bounds)
         region = crop(volume, box) if box is not None else volume
-        options = engine.SegmentOptions(device=device, fast=fast, batch_size=batch)
+        # A copy: the run reads it off the main thread while the user may edit or delete the node.
+        region = region.with_array(region.array.copy())
+        options = engine.SegmentOptions(device=device, fast=fast, batch_size=batch, check_memory=checkMemory)
         return PreparedRun(volumeNode, region, volume.grid_shape, box, str(modelPath or default_model_path()),
                            options)
 
@@ -173,10 +178,15 @@ class MedSegEfficientLogic:
     def apply(self, prepared: PreparedRun, result, outputSegmentation=None) -> NodeResult:
         """Write the run's labels into a new segmentation beside the input (or into ``outputSegmentation``, kept
         undoable), named, coloured and coded from the model's card."""
+        scene = self._scene()
+        if not scene.IsNodePresent(prepared.volume_node):
+            raise MedSegError("the input volume left the scene during the run (removed, or the scene closed): "
+                              "nothing was added")
+        if outputSegmentation is not None and not scene.IsNodePresent(outputSegmentation):
+            raise MedSegError("the output segmentation was removed during the run: nothing was added")
         card = read_card(prepared.model_path)
         labels = result.labels if prepared.box is None else paste(result.labels, prepared.box, prepared.grid_shape)
         undo = SegmentationSnapshot(outputSegmentation) if outputSegmentation is not None else None
-        scene = self._scene()
         node = labels_to_segmentation_node(scene, labels, prepared.volume_node, card.labels,
                                            segmentation_node=outputSegmentation,
                                            name=f"{prepared.volume_node.GetName()} {card.name}")
