@@ -125,8 +125,10 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
         network.train()
         epoch_start, losses, skipped = time.time(), [], 0
         for batch in loader:
-            if losses and time.time() > deadline:
-                break  # the limit holds within a batch: this epoch ends here, is validated, and training stops
+            if losses and time.time() > deadline:  # the limit holds within a batch: the epoch ends, is validated
+                say(f"epoch {epoch}: the {config.max_minutes} minute limit passed after {len(losses) + skipped} "
+                    f"of {config.iterations_per_epoch} batches")
+                break
             images, labels = batch["image"].to(device), batch["label"].to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
