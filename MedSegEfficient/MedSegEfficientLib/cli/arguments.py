@@ -8,14 +8,22 @@ from __future__ import annotations
 import argparse
 
 
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+
+
+def add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
+
+
 def add_commands(commands) -> None:
     # run by segment.py
     segment = commands.add_parser("segment", help="segment an image (NIfTI, NRRD, MHA or a DICOM folder)")
     segment.add_argument("input", help="image file, or a folder holding one DICOM series")
     segment.add_argument("-o", "--output", help="OUT.seg.nrrd (Slicer), a label map .nii.gz/.nii/.nrrd/.mha, or a "
                                                 "picture .png for a single-slice result")
-    segment.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
-    segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    add_model(segment)
+    add_device(segment)
     segment.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
     segment.add_argument("--batch-size", type=int, help="tiles or slices per forward pass")
     segment.add_argument("--overlay", help="also write a PNG picture of the result over the image")
@@ -45,8 +53,8 @@ def add_commands(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="per-label Dice of a model against a reference label map")
     evaluate.add_argument("image", help="image file, or a folder holding one DICOM series")
     evaluate.add_argument("reference", help="reference label map on the image's grid")
-    evaluate.add_argument("--model", help="model file or name (default: the shipped abdominal CT demo model)")
-    evaluate.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    add_model(evaluate)
+    add_device(evaluate)
     evaluate.add_argument("--label-map", metavar="NAME=NUMBER,...",
                           help="the reference's number for each label where it numbers them otherwise "
                                "(or a JSON object of names to numbers; a .seg.nrrd reference is matched by name)")
@@ -92,7 +100,7 @@ def add_commands(commands) -> None:
     train.add_argument("--iterations-per-epoch", type=int, default=50, help="batches per epoch")
     train.add_argument("--batch-size", type=int, default=2, help="crops per batch")
     train.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
-    train.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    add_device(train)
     train.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     train.add_argument("--init", help="start from this model file's weights")
     train.add_argument("--name", help="model name in the card")
@@ -111,7 +119,7 @@ def add_commands(commands) -> None:
     source = bench.add_mutually_exclusive_group()
     source.add_argument("--input", default="1x1x256x256x128", help="synthetic input BxCxXxYxZ (B is ignored)")
     source.add_argument("--image", help="a real image file or DICOM folder")
-    bench.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    add_device(bench)
     bench.add_argument("--patch", type=int, default=128, help="3D tile side for bare networks")
     bench.add_argument("--batch-size", type=int, help="tiles (3D, default 4) or slices (2D, default 32) per pass")
     bench.add_argument("--classes", type=int, default=14, help="output channels for bare networks")
