@@ -67,7 +67,7 @@ def hrmedseg_pfd_shapes(dim=96, depths=(2, 6, 2)):
             for norm in ("norm1", "norm2"):
                 shapes.update({f"{p}.{norm}.weight": (dim,), f"{p}.{norm}.bias": (dim,)})
             for name, cout, cin in (("act_proj", dim, dim), ("out_proj", dim, dim), ("attn.qk", 2 * dim, dim),
-                                    ("attn.down_proj", dim // 4, dim), ("attn.up_proj", dim, dim // 4),
+                                    ("attn.up_proj", dim // 4, dim), ("attn.down_proj", dim, dim // 4),
                                     ("mlp.fc1", 2 * dim, dim), ("mlp.fc2", dim, 2 * dim)):
                 shapes.update(_linear(f"{p}.{name}", cout, cin))
             shapes.update({f"{p}.attn.lepe.weight": (dim, 1, 3, 3), f"{p}.attn.lepe.bias": (dim,),

@@ -67,6 +67,44 @@ def test_imported_model_computes_what_the_authors_layout_computes(tmp_path, vari
     torch.testing.assert_close(ours, expected, atol=2e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("given", ["trainer folder", "fold folder"])
+def test_the_process_weight_layout_imports(tmp_path, given):
+    """The authors' README: download, then process_weight.py copies each checkpoint to
+    <Trainer>__nnUNetPlans__<config>/fold_<dataset id>/checkpoint_final.pth and the preprocessed folder's JSON
+    files (nnUNetPlans.json, dataset.json, dataset_fingerprint.json) into that fold folder."""
+    folder, authors = write_results_folder(tmp_path, "bot", 2)
+    fold = folder / "fold_702"
+    (folder / "fold_0").rename(fold)
+    (folder / "plans.json").rename(fold / "nnUNetPlans.json")
+    (folder / "dataset.json").rename(fold / "dataset.json")
+    (fold / "dataset_fingerprint.json").write_text("{}")
+    output = tmp_path / "imported.safetensors"
+    source = folder if given == "trainer folder" else fold
+    assert main(["import", "xlstm-unet-nnunet", str(source), "-o", str(output)]) == 0
+    image = torch.randn(1, 1, *TOPOLOGY[2]["patch_size"])
+    with torch.inference_mode():
+        torch.testing.assert_close(load_model(output).network(image), authors(image), atol=2e-4, rtol=1e-4)
+
+
+def test_the_2d_presets_are_the_authors_network():
+    """No skip into the last 2D decoder stage (the authors' 2D decoder has none): the preset and the import agree."""
+    from MedSegEfficientLib.networks import build_network
+
+    for variant in ("bot", "enc"):
+        preset = build_network("xlstm_unet", 2, 1, 3, preset=f"{variant}_2d")
+        with_skip = build_network("xlstm_unet", 2, 1, 3, preset=f"{variant}_2d", args={"plan": {
+            **_default_2d_plan(), "full_resolution_skip": True}})
+        assert not preset.full_resolution_skip and with_skip.full_resolution_skip
+        assert sum(p.numel() for p in with_skip.parameters()) > sum(p.numel() for p in preset.parameters())
+    assert build_network("xlstm_unet", 3, 1, 3, preset="bot_3d").full_resolution_skip
+
+
+def _default_2d_plan():
+    from MedSegEfficientLib.networks.mlstm.xlstm_unet import default_plan
+
+    return default_plan(2)
+
+
 def test_card_carries_the_plans_geometry_normalisation_and_labels(tmp_path):
     folder, _ = write_results_folder(tmp_path, "enc", 3)
     output = tmp_path / "m.safetensors"

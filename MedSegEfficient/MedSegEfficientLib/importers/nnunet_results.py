@@ -1,6 +1,10 @@
 """Reading an nnU-Net v2 results folder: plans.json, dataset.json and a fold's checkpoint.
 
-Layout: ``<Dataset>/<Trainer>__<Plans>__<configuration>/{plans.json, dataset.json, fold_<f>/checkpoint_final.pth}``.
+Layouts: nnU-Net v2's ``<Dataset>/<Trainer>__<Plans>__<configuration>/{plans.json, dataset.json,
+fold_<f>/checkpoint_final.pth}``, and the one the xLSTM-UNet authors' ``process_weight.py`` makes from their
+downloads: ``<Trainer>__nnUNetPlans__<configuration>/fold_<dataset id>/{checkpoint_final.pth, nnUNetPlans.json,
+dataset.json, dataset_fingerprint.json}`` (the JSON files copied from nnUNet_preprocessed into the fold folder).
+Either the trainer folder or the fold folder itself may be given.
 The checkpoint is a dict with ``network_weights``, ``trainer_name``, ``init_args`` and training logs (numpy
 numbers); it is read with the restricted loader, so nothing in it can run code.
 """
@@ -41,9 +45,13 @@ def read_results_folder(folder: str | Path, fold: str | None = None, checkpoint:
     folder = Path(folder)
     if not folder.is_dir():
         raise MedSegError(f"not a folder: {folder}")
-    plans = _read_json(folder / "plans.json")
-    dataset = _read_json(folder / "dataset.json")
+    if folder.name.startswith("fold_") and fold is None:  # the fold folder itself was given
+        folder, fold = folder.parent, folder.name[len("fold_"):]
     checkpoint_path = _find_checkpoint(folder, fold, checkpoint)
+    fold_folder = checkpoint_path.parent
+    plans = _read_json(_first_existing([folder / "plans.json", fold_folder / "plans.json",
+                                        fold_folder / "nnUNetPlans.json", folder / "nnUNetPlans.json"]))
+    dataset = _read_json(_first_existing([folder / "dataset.json", fold_folder / "dataset.json"]))
     state = load_state_dict_safely(checkpoint_path, numpy_values=True)
     weights = state.get("network_weights")
     if not isinstance(weights, dict) or not weights:
@@ -119,6 +127,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MedSegError(f"{path} is not a JSON object")
     return data
+
+
+def _first_existing(candidates: list[Path]) -> Path:
+    """The first file that exists; else the first name, whose read then says it is missing."""
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def _find_checkpoint(folder: Path, fold: str | None, name: str | None) -> Path:

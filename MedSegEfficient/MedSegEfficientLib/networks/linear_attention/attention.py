@@ -32,8 +32,8 @@ def _head_mask(channels: int, heads: int, device: torch.device, dtype: torch.dty
 
 
 class LinearAttention(nn.Module):
-    """Linear attention over (B, H*W, C) tokens. ``value_bottleneck``: v = up(SiLU(down(x))) through that width
-    (HRMedSeg); without it v is the input itself (MLLA)."""
+    """Linear attention over (B, H*W, C) tokens. ``value_bottleneck``: v = down_proj(SiLU(up_proj(x))) through that
+    width (HRMedSeg; ``up_proj`` narrows, as the authors name it); without it v is the input itself (MLLA)."""
 
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True, value_bottleneck: int | None = None) -> None:
         super().__init__()
@@ -44,8 +44,10 @@ class LinearAttention(nn.Module):
         self.lepe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.value_bottleneck = value_bottleneck
         if value_bottleneck:
-            self.down_proj = nn.Linear(dim, value_bottleneck)
-            self.up_proj = nn.Linear(value_bottleneck, dim)
+            # The authors' names (HRMedSeg's LGViT): ``up_proj`` narrows to the bottleneck, ``down_proj`` widens back,
+            # so that their state dicts load as published.
+            self.up_proj = nn.Linear(dim, value_bottleneck)
+            self.down_proj = nn.Linear(value_bottleneck, dim)
 
     def features(self, x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
         """phi(q), phi(k), RoPE(phi q), RoPE(phi k) and v, each (B, N, C) in the token layout (views)."""
@@ -59,7 +61,7 @@ class LinearAttention(nn.Module):
         else:
             phi = F.elu(qk) + 1.0
             rotated = apply_rope(phi.unflatten(-1, (2, channels)), height, width)  # both at once
-        v = self.up_proj(F.silu(self.down_proj(x))) if self.value_bottleneck else x
+        v = self.down_proj(F.silu(self.up_proj(x))) if self.value_bottleneck else x
         return phi[..., :channels], phi[..., channels:], rotated[:, :, 0], rotated[:, :, 1], v
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:

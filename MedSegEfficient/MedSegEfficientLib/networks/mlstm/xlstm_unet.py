@@ -107,7 +107,8 @@ class XLSTMUNet(nn.Module):
         if not len(kernels) == len(strides) == len(blocks) == stages:
             raise ValueError("plan lists 'features', 'kernels', 'strides' and 'blocks' must have equal lengths")
         decoder_blocks = plan.get("decoder_blocks", [1] * (stages - 1))
-        self.full_resolution_skip = bool(plan.get("full_resolution_skip", True))
+        # The authors' 2D decoder has no skip into its last (full-resolution) stage; their 3D decoder has one.
+        self.full_resolution_skip = bool(plan.get("full_resolution_skip", spatial_dims == 3))
         axis_strides = [_per_axis(s, spatial_dims) for s in strides]
         self.size_divisor = max(math.prod(column) for column in zip(*axis_strides))
         self.deep_supervision = deep_supervision
