@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.importers.hrmedseg_pfd import import_hrmedseg_pfd
 from MedSegEfficientLib.importers.mlla_imagenet import import_mlla_imagenet
+from MedSegEfficientLib.importers.tm_unet import import_tm_unet
 from MedSegEfficientLib.importers.xlstm_unet_nnunet import import_xlstm_unet_nnunet
 from MedSegEfficientLib.model.card import ModelCard
+from MedSegEfficientLib.model.model_file import read_card
 from MedSegEfficientLib.model.pth_import import import_state_dict
 
 
@@ -22,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
         output = import_mlla_imagenet(args.source, args.output, args.classes, args.name)
     elif args.format == "hrmedseg-pfd":
         output = import_hrmedseg_pfd(args.source, args.output, args.classes, args.name)
+    elif args.format == "tm-unet":
+        output = import_tm_unet(args.source, args.output, args.name, args.size)
     else:
         if not args.card:
             raise MedSegError("import pth needs --card CARD.json describing the network")
@@ -30,5 +35,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as error:
             raise MedSegError(f"cannot read the card {args.card}: {error}") from None
         output = import_state_dict(args.source, card, args.output)
+    for note in read_card(output).training.get("import_notes", []):
+        print(f"medseg: note: {note}", file=sys.stderr)
     print(f"wrote {output}")
     return 0

@@ -2,7 +2,9 @@
 
 Three convolutional stages, two tokenised stages with MSTM blocks, a mirrored decoder with additive skips
 (docs/networks.md section 1). Decision (section 8): the multi-scale pooling runs over the H x W grid, as the paper
-describes; the authors' code pools over token index x channel by accident, and no trained weights exist.
+describes (``pooling="grid"``, the default for new training); the authors' code pools over token index x channel
+(an AvgPool2d on the (B, N, C) tokens), which ``pooling="tokens_channels"`` reproduces exactly, so that weights
+trained with their code (``medseg import tm-unet``) give their outputs.
 The mLSTM inside runs in its linear chunkwise form, so the cost stays linear in the number of pixels.
 """
 
@@ -38,15 +40,19 @@ class DepthwiseConvBN(nn.Module):
         return F.relu(self.bn(self.dwconv(x)))
 
 
+POOLINGS = ("grid", "tokens_channels")
+
+
 class MultiScalePooling(nn.Module):
-    """PoolFormer-style token mixing at three scales over the H x W grid: sum of AvgPool_k(x) - x."""
+    """PoolFormer-style token mixing at three scales: sum of AvgPool_k(x) - x, over the H x W grid of a
+    (B, C, H, W) map, or over the (token, channel) plane of (B, N, C) tokens as the authors' code does."""
 
     def __init__(self, sizes: tuple[int, ...] = (5, 9, 13)) -> None:
         super().__init__()
         self.pools = nn.ModuleList(nn.AvgPool2d(k, stride=1, padding=k // 2, count_include_pad=False) for k in sizes)
 
-    def forward(self, grid: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        return sum(pool(grid) - grid for pool in self.pools)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(pool(x) - x for pool in self.pools)
 
 
 class TokenMemoryLayer(nn.Module):
@@ -67,23 +73,26 @@ class TokenMemoryLayer(nn.Module):
 class MSTMBlock(nn.Module):
     """x + pooling(LN(x)) on the grid, then x + token memory(LN(x)); no channel MLP."""
 
-    def __init__(self, dim: int, backend: str = "auto") -> None:
+    def __init__(self, dim: int, backend: str = "auto", pooling: str = "grid") -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.pooling = MultiScalePooling()
+        self.pool_tokens = pooling == "tokens_channels"
         self.layer = TokenMemoryLayer(dim, backend)
 
     def forward(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        tokens = tokens + _grid_op(self.pooling, self.norm1(tokens), height, width)
+        normed = self.norm1(tokens)
+        pooled = self.pooling(normed) if self.pool_tokens else _grid_op(self.pooling, normed, height, width)
+        tokens = tokens + pooled
         return tokens + self.layer(self.norm2(tokens), height, width)
 
 
 class TokenStage(nn.Module):
     """An MSTM block on a (B, C, H, W) map, as tokens in row-major order, then a layer norm."""
 
-    def __init__(self, dim: int, backend: str) -> None:
+    def __init__(self, dim: int, backend: str, pooling: str = "grid") -> None:
         super().__init__()
-        self.block = MSTMBlock(dim, backend)
+        self.block = MSTMBlock(dim, backend, pooling)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
@@ -108,16 +117,18 @@ class PatchEmbedding(nn.Module):
 
 class TMUNet(nn.Module):
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int,
-                 embed_dims: list[int], backend: str = "auto") -> None:
+                 embed_dims: list[int], backend: str = "auto", pooling: str = "grid") -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("TM-UNet is a 2D network")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         c0, c1, c2, c3, c4 = embed_dims
         self.encoders = nn.ModuleList([ConvBatchNorm(in_channels, c0), ConvBatchNorm(c0, c1), ConvBatchNorm(c1, c2)])
         self.patch_embed3, self.patch_embed4 = PatchEmbedding(c2, c3), PatchEmbedding(c3, c4)
-        self.stage3, self.stage4 = TokenStage(c3, backend), TokenStage(c4, backend)
+        self.stage3, self.stage4 = TokenStage(c3, backend, pooling), TokenStage(c4, backend, pooling)
         self.decoder1, self.decoder2 = ConvBatchNorm(c4, c3), ConvBatchNorm(c3, c2)
-        self.decoder_stage3, self.decoder_stage2 = TokenStage(c3, backend), TokenStage(c2, backend)
+        self.decoder_stage3, self.decoder_stage2 = TokenStage(c3, backend, pooling), TokenStage(c2, backend, pooling)
         self.decoder3, self.decoder4 = ConvBatchNorm(c2, c1), ConvBatchNorm(c1, c0)
         self.decoder5 = nn.Conv2d(c0, c0 // 2, 3, padding=1)
         self.final = nn.Conv2d(c0 // 2, out_channels, 1)
