@@ -25,10 +25,12 @@ def test_tokens_and_channels_last_maps_are_views_of_each_other():
 
 
 def _pixel_shuffle_head(network, decoded):
-    """MLLA-UNet's head as the paper writes it: expand, pixel shuffle, layer norm, 1x1 convolution."""
+    """MLLA-UNet's head as the authors' FinalPatchExpand_X4 computes it: expand, rearrange
+    'b h w (p1 p2 c) -> b (h p1) (w p2) c', layer norm, 1x1 convolution."""
     batch, dim, height, width = decoded.shape
     expanded = network.final_expand(network.norm_up(tokens(decoded)))  # (B, N, 16 dim)
-    full = F.pixel_shuffle(expanded.transpose(1, 2).reshape(batch, 16 * dim, height, width), 4)
+    full = (expanded.reshape(batch, height, width, 4, 4, dim).permute(0, 1, 3, 2, 4, 5)
+            .reshape(batch, 4 * height, 4 * width, dim).permute(0, 3, 1, 2))
     normed = F.layer_norm(full.permute(0, 2, 3, 1), (dim,), network.final_norm.weight, network.final_norm.bias,
                           network.final_norm.eps).permute(0, 3, 1, 2)
     return network.output(normed)

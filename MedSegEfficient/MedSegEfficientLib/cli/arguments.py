@@ -74,8 +74,10 @@ def add_commands(commands) -> None:
                                                "xLSTM-UNet authors (plans.json, dataset.json, fold_*/checkpoint); "
                                                "mlla-imagenet / hrmedseg-pfd: pretrained encoder weights into a "
                                                "new MLLA-UNet / HRMedSeg model to train with medseg train --init; "
-                                               "tm-unet: a state dict saved by the TM-UNet authors' train.py")
-    importer.add_argument("format", choices=["pth", "xlstm-unet-nnunet", "mlla-imagenet", "hrmedseg-pfd", "tm-unet"],
+                                               "tm-unet / mlla-unet: a whole network saved by the TM-UNet / "
+                                               "MLLA-UNet authors' training code")
+    importer.add_argument("format", choices=["pth", "xlstm-unet-nnunet", "mlla-imagenet", "hrmedseg-pfd", "tm-unet",
+                                             "mlla-unet"],
                           help="what the source is (see above)")
     importer.add_argument("source", help="the .pth file, or the trained model folder")
     importer.add_argument("--card", help="pth: model card JSON describing the network")
@@ -83,8 +85,13 @@ def add_commands(commands) -> None:
     importer.add_argument("--checkpoint", help="nnU-Net: checkpoint file name (default: checkpoint_final.pth)")
     importer.add_argument("--name", help="model name shown in pickers (default: from the source)")
     importer.add_argument("--classes", type=int, default=2, help="encoder imports: output classes with background")
-    importer.add_argument("--size", type=int, default=512,
-                          help="tm-unet: the side the authors trained at (their --img_size; default 512)")
+    importer.add_argument("--size", type=int,
+                          help="tm-unet / mlla-unet: the side the authors trained at (default 512 / 224)")
+    importer.add_argument("--in-channels", type=int, default=1,
+                          help="mlla-unet: 1 for a grey model (their wrapper repeats grey to RGB), 3 for RGB")
+    importer.add_argument("--decoder-init", choices=["encoder", "none"], default="encoder",
+                          help="mlla-imagenet: start the decoder from the encoder as the authors' load_from does, "
+                               "or leave it at its initial values")
     importer.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     importer.set_defaults(module="importing", handler="run")
 

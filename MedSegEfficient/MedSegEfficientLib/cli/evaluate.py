@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     scored = [value for value in scores.values() if not math.isnan(value)]
     mean = sum(scored) / len(scored) if scored else math.nan
     if args.json:
-        print(json.dumps({"dice": scores, "mean_dice": mean, "labels_scored": len(scored)}, indent=2))
+        absent_as_null = {name: None if math.isnan(value) else value for name, value in scores.items()}
+        print(json.dumps({"dice": absent_as_null, "mean_dice": None if math.isnan(mean) else mean,
+                          "labels_scored": len(scored)}, indent=2))
     else:
         for name, value in scores.items():
             print(f"{name:<24} {'absent' if math.isnan(value) else f'{value:.4f}'}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.importers.hrmedseg_pfd import import_hrmedseg_pfd
 from MedSegEfficientLib.importers.mlla_imagenet import import_mlla_imagenet
+from MedSegEfficientLib.importers.mlla_unet import import_mlla_unet
 from MedSegEfficientLib.importers.tm_unet import import_tm_unet
 from MedSegEfficientLib.importers.xlstm_unet_nnunet import import_xlstm_unet_nnunet
 from MedSegEfficientLib.model.card import ModelCard
@@ -22,11 +23,13 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "xlstm-unet-nnunet":
         output = import_xlstm_unet_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
     elif args.format == "mlla-imagenet":
-        output = import_mlla_imagenet(args.source, args.output, args.classes, args.name)
+        output = import_mlla_imagenet(args.source, args.output, args.classes, args.name, args.decoder_init)
     elif args.format == "hrmedseg-pfd":
         output = import_hrmedseg_pfd(args.source, args.output, args.classes, args.name)
     elif args.format == "tm-unet":
-        output = import_tm_unet(args.source, args.output, args.name, args.size)
+        output = import_tm_unet(args.source, args.output, args.name, args.size or 512)
+    elif args.format == "mlla-unet":
+        output = import_mlla_unet(args.source, args.output, args.name, args.in_channels, args.size or 224)
     else:
         if not args.card:
             raise MedSegError("import pth needs --card CARD.json describing the network")

@@ -44,9 +44,12 @@ def check_rope_buffer(key: str, stored: torch.Tensor) -> None:
 
 
 def import_backbone(source: str | Path, output: str | Path, card: ModelCard, tensors: dict[str, torch.Tensor],
-                    rename: Callable[[str], str | None], encoder_prefixes: tuple[str, ...]) -> Path:
-    """Load the renamed tensors into the card's freshly built network (the decoder keeps its initialisation):
-    every tensor must land with its shape, and every encoder tensor must be given."""
+                    rename: Callable[[str], str | None], encoder_prefixes: tuple[str, ...],
+                    derive: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+                    | None = None) -> Path:
+    """Load the renamed tensors into the card's freshly built network (the decoder keeps its initialisation, or
+    takes what ``derive(loaded, own)`` gives it): every tensor must land with its shape, and every encoder tensor
+    must be given."""
     name = Path(source).name
     network = build_from_card(card)
     own = network.state_dict()
@@ -67,6 +70,8 @@ def import_backbone(source: str | Path, output: str | Path, card: ModelCard, ten
                and not key.endswith("num_batches_tracked")]  # a counter, not a weight
     if missing:
         raise MedSegError(f"{name}: {len(missing)} encoder tensors are missing (e.g. {missing[0]})")
+    if derive is not None:
+        loaded.update(derive(loaded, own))
     network.load_state_dict(loaded, strict=False)
     return save_model(output, card, network)
 

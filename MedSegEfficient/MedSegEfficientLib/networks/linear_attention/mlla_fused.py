@@ -160,8 +160,8 @@ def _head_weights(network: nn.Module, dtype: torch.dtype) -> SimpleNamespace:
 
     dim = network.final_expand.in_features
     classes = network.output.out_channels
-    # final_expand row c * 16 + s is channel c of sub-pixel s (pixel shuffle): (16, C_in, C_out) per sub-pixel.
-    expand_t = network.final_expand.weight.unflatten(0, (dim, 16)).permute(1, 2, 0).contiguous().to(dtype)
+    # final_expand row s * dim + c is channel c of sub-pixel s (the authors' order): (16, C_in, C_out) per sub-pixel.
+    expand_t = network.final_expand.weight.unflatten(0, (16, dim)).permute(0, 2, 1).contiguous().to(dtype)
     project_t = torch.zeros(dim, max(16, next_power_of_2(classes)), dtype=dtype, device=expand_t.device)
     project_t[:, :classes] = network.output.weight.flatten(1).t()
     return SimpleNamespace(expand_t=expand_t, project_t=project_t)

@@ -117,7 +117,7 @@ def fused_upsample(sampler: nn.Module, grid: torch.Tensor) -> torch.Tensor:
     weights = prepared(sampler, grid.dtype, _upsample_weights)
     height, width = grid.shape[2:]
     hidden = pointwise_tokens(_tokens(grid), *weights.expand, relu=True)
-    hidden = depthwise3x3_tokens(hidden, sampler.up.weight, None, height, width, activation="relu",
-                                 mode="transposed2")
+    hidden = depthwise3x3_tokens(hidden, sampler.up.weight, None, height, width,
+                                 activation="relu" if sampler.relu_after_up else None, mode="transposed2")
     out = sampler.norm(pointwise_tokens(hidden, *weights.reduce, relu=False))
     return _grid(out, 2 * height, 2 * width)

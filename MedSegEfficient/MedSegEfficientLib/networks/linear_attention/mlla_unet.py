@@ -121,10 +121,13 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """EUSM: 1x1 to 4C, depthwise transposed 3x3 stride 2, 1x1 to C/2 with batch norm, then layer norm."""
+    """EUSM: 1x1 to 4C with ReLU, depthwise transposed 3x3 stride 2 (no activation, as the authors' PatchExpand),
+    1x1 to C/2 with batch norm, then layer norm. ``relu_after_up``: a ReLU after the transposed convolution, which
+    this project's first MLLA-UNet had (the shipped demo model was trained so; its card asks for it)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, relu_after_up: bool = False) -> None:
         super().__init__()
+        self.relu_after_up = relu_after_up
         self.expand = ConvBatchNormAct(dim, 4 * dim, 1, norm=False)
         self.up = nn.ConvTranspose2d(4 * dim, 4 * dim, 3, stride=2, padding=1, output_padding=1, groups=4 * dim, bias=False)
         self.reduce = ConvBatchNormAct(4 * dim, dim // 2, 1, act=False)
@@ -133,7 +136,8 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # grid in, grid out
         if inference_half_dtype(self, x) == x.dtype:  # CUDA inference in half precision: fused
             return fused_upsample(self, x)
-        x = self.reduce(F.relu(self.up(self.expand(x))))
+        x = self.up(self.expand(x))
+        x = self.reduce(F.relu(x) if self.relu_after_up else x)
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
@@ -147,7 +151,8 @@ class Stage(nn.Module):
 class MLLAUNet(nn.Module):
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, dim: int = 64,
                  depths: tuple[int, ...] = (2, 4, 8, 4), decoder_depths: tuple[int, ...] = (2, 2, 2),
-                 heads: tuple[int, ...] = (2, 4, 8, 16), drop_path_rate: float = 0.2) -> None:
+                 heads: tuple[int, ...] = (2, 4, 8, 16), drop_path_rate: float = 0.2,
+                 upsample_relu: bool = False) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("MLLA-UNet is 2D")
@@ -159,12 +164,12 @@ class MLLAUNet(nn.Module):
         self.layers = nn.ModuleList(Stage(widths[s], depths[s], heads[s], rates[sum(depths[:s]):], s < stages - 1)
                                     for s in range(stages))
         self.norm = LayerNorm(widths[-1])
-        self.expand_bottom = Upsample(widths[-1])
+        self.expand_bottom = Upsample(widths[-1], upsample_relu)
         self.concat_back_dim = nn.ModuleList(nn.Linear(2 * widths[s], widths[s]) for s in range(stages - 2, -1, -1))
         self.layers_up = nn.ModuleList()
         for index, s in enumerate(range(stages - 2, -1, -1)):
             self.layers_up.append(Stage(widths[s], decoder_depths[index], heads[s], [0.0] * decoder_depths[index], False))
-            self.layers_up[-1].upsample = Upsample(widths[s]) if s > 0 else None
+            self.layers_up[-1].upsample = Upsample(widths[s], upsample_relu) if s > 0 else None
         self.norm_up = LayerNorm(dim)
         self.final_expand = nn.Linear(dim, 16 * dim, bias=False)
         self.final_norm = LayerNorm(dim)
@@ -206,18 +211,18 @@ class MLLAUNet(nn.Module):
         return grid
 
     def head(self, grid: torch.Tensor) -> torch.Tensor:
-        """x4 expansion: linear to 16 x dim, pixel shuffle, layer norm, 1x1 to the classes.
+        """x4 expansion: linear to 16 x dim, rows (p1, p2, c) as the authors' FinalPatchExpand_X4 stores them
+        (sub-pixel p1 * 4 + p2 first, then the channel), layer norm, 1x1 to the classes.
 
-        The same maths without the full-resolution dim-wide map: the expansion's rows are reordered so that each
-        token's 16 sub-pixels come out as 16 contiguous dim-vectors, normalised and projected to the classes
-        there; only the class scores are shuffled into place. Images pass in chunks to bound the buffers.
+        The same maths without the full-resolution dim-wide map: each token's 16 sub-pixels come out of the product
+        as 16 contiguous dim-vectors, normalised and projected to the classes there; only the class scores are
+        shuffled into place. Images pass in chunks to bound the buffers.
         """
         batch, dim, height, width = grid.shape
         if head_applies(self, _tokens(grid)):  # half-precision CUDA inference: one fused kernel
             return fused_head(self, _tokens(grid), height, width)
         classes = self.output.out_channels
-        # pixel_shuffle reads expanded channel c * 16 + s as channel c of sub-pixel s: group the rows by s.
-        expand = self.final_expand.weight.unflatten(0, (dim, 16)).transpose(0, 1).flatten(0, 1)
+        expand = self.final_expand.weight  # row s * dim + c: channel c of sub-pixel s
         project = self.output.weight.flatten(1)  # (classes, dim)
         normed_tokens = self.norm_up(_tokens(grid))
         chunks = []
