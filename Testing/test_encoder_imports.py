@@ -130,3 +130,25 @@ def test_wrong_rope_buffer_or_missing_tensor_is_refused(tmp_path, capsys):
     torch.save({"model": weights}, source)
     assert main(["import", "mlla-imagenet", str(source), "-o", str(output)]) == 2
     assert "missing" in capsys.readouterr().err and not output.exists()
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_hrmedseg_pfd_import_gives_the_authors_features(tmp_path, wrapped):
+    """Saved from the authors' module tree (their names: up_proj narrows, down_proj widens), the imported encoder
+    and neck compute the features their student computes, within 1e-4 of their scale."""
+    from authors_hrmedseg_layout import AuthorsPFDStudent
+    from authors_mlla_unet_layout import randomised
+
+    authors = randomised(AuthorsPFDStudent(image_size=256))
+    state = authors.state_dict()
+    if wrapped:  # their pfd_pretrain.py trains under nn.DataParallel
+        state = {f"module.{key}": value for key, value in state.items()}
+    source, output = tmp_path / "SAM_PFD_10K.pth", tmp_path / "hr.safetensors"
+    torch.save(state, source)
+    assert main(["import", "hrmedseg-pfd", str(source), "-o", str(output)]) == 0
+    network = load_model(output).network
+    image = torch.randn(2, 3, 256, 256)
+    with torch.inference_mode():
+        theirs, ours = authors(image), network.neck(network.image_encoder(image))
+    assert ours.shape == theirs.shape == (2, 256, 16, 16)
+    assert float((ours - theirs).abs().max() / theirs.abs().max()) < 1e-4
