@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from authors_mlla_unet_layout import RoPE
+from authors_mlla_unet_layout import Attention as MLLAAttention
 from torch import nn
 
 
@@ -31,27 +31,15 @@ class MBConv(nn.Module):
         return F.gelu(y + x)
 
 
-class Attention(nn.Module):
+class Attention(MLLAAttention):
+    """Their LinearAttention: MLLA's, with v through ``up_proj`` (narrowing), SiLU, ``down_proj`` (widening)."""
+
     def __init__(self, dim, side, heads):
-        super().__init__()
-        self.heads = heads
-        self.qk = nn.Linear(dim, 2 * dim)
-        self.lepe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.rope = RoPE(side, side, dim)
+        super().__init__(dim, side, heads)
         self.up_proj, self.down_proj = nn.Linear(dim, dim // 4), nn.Linear(dim // 4, dim)
 
-    def forward(self, x):
-        b, n, c = x.shape
-        h = w = int(n ** 0.5)
-        d = c // self.heads
-        q, k = (F.elu(t) + 1.0 for t in self.qk(x).reshape(b, n, 2, c).permute(2, 0, 1, 3))
-        v = self.down_proj(F.silu(self.up_proj(x)))
-        split = lambda t: t.reshape(b, n, self.heads, d).permute(0, 2, 1, 3)  # noqa: E731
-        q_rope, k_rope = (split(self.rope(t.reshape(b, h, w, c))) for t in (q, k))
-        q, k, v = split(q), split(k), split(v)
-        z = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)
-        out = (q_rope @ ((k_rope.transpose(-2, -1) * n ** -0.5) @ (v * n ** -0.5)) * z).transpose(1, 2).reshape(b, n, c)
-        return out + self.lepe(v.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, n, c)
+    def value(self, x):
+        return self.down_proj(F.silu(self.up_proj(x)))
 
 
 class Block(nn.Module):  # LGViTBlock: no cpe, no in_proj/dwc (those are MLLA's)

@@ -54,10 +54,14 @@ class Attention(nn.Module):
         q, k = (F.elu(t) + 1.0 for t in self.qk(x).reshape(b, n, 2, c).permute(2, 0, 1, 3))
         split = lambda t: t.reshape(b, n, self.heads, d).permute(0, 2, 1, 3)  # noqa: E731
         q_rope, k_rope = (split(self.rope(t.reshape(b, h, w, c))) for t in (q, k))
-        q, k, v = split(q), split(k), split(x)
+        q, k, v = split(q), split(k), split(self.value(x))
         z = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)
         out = (q_rope @ ((k_rope.transpose(-2, -1) * n ** -0.5) @ (v * n ** -0.5)) * z).transpose(1, 2).reshape(b, n, c)
         return out + self.lepe(v.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, n, c)
+
+
+    def value(self, x):  # MLLA: v is the input itself
+        return x
 
 
 class Mlp(nn.Module):

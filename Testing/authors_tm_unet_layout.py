@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from authors_mlla_unet_layout import randomised  # noqa: F401 - the tests' trained-looking weights
 from authors_xlstm_layout import Headwise
 from MedSegEfficientLib.networks.mlstm.cell import mlstm_parallel
 from torch import nn
@@ -144,15 +145,3 @@ class AuthorsTMUNet(nn.Module):
         out = self._up(self.dbn4(self.decoder4(out))) + t1
         return self.final(self._up(self.decoder5(out)))
 
-
-def randomised(network: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking weights and batch-norm statistics, so that a wrong mapping shows in the outputs."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in network.named_parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-        for module in network.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return network.eval()

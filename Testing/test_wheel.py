@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,9 +26,15 @@ DATA_PATTERNS = ("model/shipped/*.safetensors", "model/data/*.json")
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of what pyproject packages: setuptools writes build/ beside the sources it builds.
+    source = tmp_path_factory.mktemp("source")
+    shutil.copytree(ROOT / "MedSegEfficient", source / "MedSegEfficient",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE.txt"):
+        shutil.copy(ROOT / name, source / name)
     # No build isolation: the test venv's setuptools builds it, so the test needs no index.
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                           "-w", str(folder), str(ROOT)], capture_output=True, text=True, timeout=300)
+                           "-w", str(folder), str(source)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     (built,) = folder.glob("medsegefficient-*.whl")
     return built

@@ -10,7 +10,7 @@ import torch
 
 from MedSegEfficientLib.model.card import LabelInfo, ModelCard
 from MedSegEfficientLib.model.pth_import import load_state_dict_safely, strip_wrapper_prefix
-from MedSegEfficientLib.model.weights import build_from_card, save_model
+from MedSegEfficientLib.model.weights import build_from_card, load_weights, save_model
 from MedSegEfficientLib.training.datasets import PALETTE
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.networks.rope import rope_rotations
@@ -76,7 +76,15 @@ def import_backbone(source: str | Path, output: str | Path, card: ModelCard, ten
     return save_model(output, card, network)
 
 
-def apply_renames(key: str, rules: list[tuple[str, str]]) -> str:
+def save_whole_network(card: ModelCard, tensors: dict[str, torch.Tensor], source: str | Path,
+                       output: str | Path) -> Path:
+    """A whole network's renamed tensors into the card's network, every name and shape checked, then saved."""
+    network = build_from_card(card)
+    load_weights(network, tensors, Path(source).name)
+    return save_model(output, card, network)
+
+
+def apply_renames(key: str, rules: list) -> str:
     for pattern, replacement in rules:
         key = re.sub(pattern, replacement, key)
     return key

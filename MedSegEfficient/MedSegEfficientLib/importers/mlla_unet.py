@@ -19,16 +19,15 @@ default gives each head 32 channels, as their configurations do.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
 from MedSegEfficientLib.errors import MedSegError
-from MedSegEfficientLib.importers.backbone import check_rope_buffer, placeholder_labels
+from MedSegEfficientLib.importers.backbone import (apply_renames, check_rope_buffer, placeholder_labels,
+                                                   save_whole_network)
 from MedSegEfficientLib.model.card import ModelCard, NetworkInfo, Normalization
 from MedSegEfficientLib.model.pth_import import load_state_dict_safely, strip_wrapper_prefix
-from MedSegEfficientLib.model.weights import build_from_card, load_weights, save_model
 from MedSegEfficientLib.networks import get_network_spec
 
 EXPANDS = r"(expand_bottom|layers_up\.\d\.upsample)"
@@ -86,15 +85,11 @@ def import_mlla_unet(source: str | Path, output: str | Path, name: str | None = 
                     "dataset's classes in its order (rename them in the card).",
         training={"source": f"MLLA-UNet authors' checkpoint {source.name}"},
     )
-    network = build_from_card(card)
-    load_weights(network, tensors, source.name)
-    return save_model(output, card, network)
+    return save_whole_network(card, tensors, source, output)
 
 
 def rename(key: str) -> str:
-    for pattern, replacement in RENAMES:
-        key = re.sub(pattern, replacement, key)
-    return key
+    return apply_renames(key, RENAMES)
 
 
 def _depths(tensors: dict[str, torch.Tensor], prefix: str, stages) -> list[int]:

@@ -30,10 +30,9 @@ from typing import Callable
 import torch
 
 from MedSegEfficientLib.errors import MedSegError
-from MedSegEfficientLib.importers.backbone import placeholder_labels
+from MedSegEfficientLib.importers.backbone import apply_renames, placeholder_labels, save_whole_network
 from MedSegEfficientLib.model.card import ModelCard, NetworkInfo, Normalization
 from MedSegEfficientLib.model.pth_import import load_state_dict_safely, strip_wrapper_prefix
-from MedSegEfficientLib.model.weights import build_from_card, load_weights, save_model
 from MedSegEfficientLib.networks import get_network_spec
 
 RENAMES: list[tuple[str, str | Callable[[re.Match], str]]] = [
@@ -83,15 +82,11 @@ def import_tm_unet(source: str | Path, output: str | Path, name: str | None = No
                   "import_notes": [f"dropped {len(dropped)} tensors of the never-called dwconv_1 "
                                    f"(e.g. {dropped[0]})" if dropped else "no dwconv_1 tensors to drop"]},
     )
-    network = build_from_card(card)
-    load_weights(network, tensors, source.name)
-    return save_model(output, card, network)
+    return save_whole_network(card, tensors, source, output)
 
 
 def rename(key: str) -> str:
-    for pattern, replacement in RENAMES:
-        key = re.sub(pattern, replacement, key)
-    return key
+    return apply_renames(key, RENAMES)
 
 
 __all__ = ["import_tm_unet", "rename"]
