@@ -71,7 +71,7 @@ def test_max_minutes_stops_within_the_first_epoch(tmp_path):
     assert card.metrics["validation_dice"].keys() == {"big", "small"}  # the partial epoch was validated and kept
 
 
-@pytest.mark.parametrize("command", ["segment", "models", "info", "evaluate", "sample-data", "import", "train",
+@pytest.mark.parametrize("command", ["segment", "batch", "models", "info", "evaluate", "sample-data", "import", "train",
                                      "bench"])
 def test_every_option_has_help(command):
     from MedSegEfficientLib.cli.main import build_parser

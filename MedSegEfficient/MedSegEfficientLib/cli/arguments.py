@@ -36,6 +36,19 @@ def add_commands(commands) -> None:
                          help="run even where the memory preflight says the run needs more RAM than is available")
     segment.set_defaults(module="segment", handler="run")
 
+    # run by batch.py
+    batch = commands.add_parser("batch", help="segment many images with one model, resumable from a manifest")
+    batch.add_argument("inputs", nargs="+", help="image files, DICOM folders, folders of images, globs or a CSV")
+    batch.add_argument("-o", "--output", required=True, help="output folder (the manifest is written there too)")
+    add_model(batch)
+    add_device(batch)
+    batch.add_argument("--workers", type=int, default=1, help="worker processes, each with the model loaded once")
+    batch.add_argument("--format", default=".nii.gz", help="output kind: .nii.gz (default), .nii, .nrrd, .mha or "
+                                                            ".seg.nrrd")
+    batch.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(module="batch", handler="run")
+
     # run by models.py
     models = commands.add_parser("models", help="list registered networks and shipped/imported model files")
     models.add_argument("--json", action="store_true", help="print the listing as JSON")

@@ -1,0 +1,121 @@
+"""`medseg batch`: every output and a manifest from two workers, a rerun that skips what is done, one bad case that
+stops nothing, and a worker killed mid-run that loses no case."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from MedSegEfficientLib.batch.cases import collect_cases
+from MedSegEfficientLib.batch.manifest import Entry, Manifest
+from MedSegEfficientLib.cli.main import main
+from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.io.images import write_label_image
+from phantoms import make_phantom
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cohort(folder: Path, count: int, shape=(24, 32, 32)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in range(count):
+        image, _ = make_phantom(shape=shape, seed=seed)
+        write_label_image(image.array, image, folder / f"ct{seed}.nii.gz")
+    return folder
+
+
+def lines(manifest: Path) -> list[dict]:
+    return [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_workers_write_every_output_and_a_rerun_skips_the_done(tmp_path, capsys):
+    inputs = cohort(tmp_path / "in", 3)
+    (inputs / "broken.nii.gz").write_bytes(b"not an image" * 20)
+    out = tmp_path / "out"
+    code = main(["batch", str(inputs), "-o", str(out), "--workers", "2", "--device", "cpu", "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 2 and "3 done, 1 failed, 0 skipped" in printed and "broken.nii.gz" in printed
+    assert sorted(p.name for p in out.glob("ct*.nii.gz")) == ["ct0.nii.gz", "ct1.nii.gz", "ct2.nii.gz"]
+    first = lines(out / "medseg-manifest.jsonl")
+    assert sorted(entry["status"] for entry in first) == ["done", "done", "done", "failed"]
+    assert all(entry["seconds"] > 0 and entry["device"].startswith("CPU") for entry in first if entry["status"] == "done")
+    code = main(["batch", str(inputs), "-o", str(out), "--workers", "2", "--device", "cpu", "--quiet"])
+    captured = capsys.readouterr()
+    assert "3 of 4 cases already done" in captured.err and "0 done, 1 failed, 3 skipped" in captured.out
+    assert len(lines(out / "medseg-manifest.jsonl")) == 5  # only the failed case ran again
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The pool's worker processes: children running multiprocessing's spawn entry (not its resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            workers.append(int(child))
+    return workers
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from Linux /proc")
+def test_a_killed_worker_loses_no_case(tmp_path):
+    inputs = cohort(tmp_path / "in", 4, shape=(40, 48, 48))
+    out = tmp_path / "out"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "MedSegEfficient")}
+    batch = subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", str(inputs), "-o", str(out),
+                              "--workers", "2", "--device", "cpu", "--quiet"], env=environment,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(_workers_of(batch.pid)) < 2 and time.time() < deadline and batch.poll() is None:
+        time.sleep(0.2)
+    workers = _workers_of(batch.pid)
+    assert workers, "the pool never started"
+    time.sleep(3)  # the workers have loaded the model and are inside their first cases
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = batch.communicate(timeout=300)
+    assert batch.returncode == 0, stderr[-2000:]
+    entries = lines(out / "medseg-manifest.jsonl")
+    assert sorted(Path(entry["input"]).name for entry in entries) == [f"ct{seed}.nii.gz" for seed in range(4)]
+    assert all(entry["status"] == "done" for entry in entries) and "4 done, 0 failed" in stdout
+    assert "sent again to a fresh pool after a worker died" in stdout  # the kill hit a worker mid-run
+    assert sorted(p.name for p in out.glob("ct*.nii.gz")) == [f"ct{seed}.nii.gz" for seed in range(4)]
+    assert not list(out.glob(".*part*"))
+
+
+def test_cases_come_from_folders_globs_and_csv_and_never_collide(tmp_path):
+    inputs = cohort(tmp_path / "in", 2, shape=(8, 10, 12))
+    listing = tmp_path / "cases.csv"
+    listing.write_text("input\nin/ct1.nii.gz\n")
+    cases = collect_cases([str(inputs / "ct0.nii.gz"), str(tmp_path / "in" / "ct*.nii.gz"), str(listing)],
+                          tmp_path / "out", ".seg.nrrd")
+    assert [case.output.name for case in cases] == ["ct0.seg.nrrd", "ct1.seg.nrrd"]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "ct0.nii.gz").write_bytes((inputs / "ct0.nii.gz").read_bytes())
+    with pytest.raises(MedSegError, match="would both write ct0.nii.gz"):
+        collect_cases([str(inputs), str(other)], tmp_path / "out")
+    with pytest.raises(MedSegError, match="no such file, folder or pattern"):
+        collect_cases([str(tmp_path / "nothing*.nii.gz")], tmp_path / "out")
+
+
+def test_a_manifest_cut_mid_line_stays_true(tmp_path):
+    manifest = Manifest(tmp_path)
+    output = tmp_path / "a.nii.gz"
+    output.write_bytes(b"result")
+    manifest.append(Entry("/in/a.nii.gz", str(output), "done", 1.0, "CPU"))
+    manifest.append(Entry("/in/b.nii.gz", str(tmp_path / "b.nii.gz"), "done", 1.0, "CPU"))  # output gone since
+    with open(manifest.path, "a") as stream:
+        stream.write('{"input": "/in/c.nii.gz", "out')  # a crash mid-line
+    assert manifest.done() == {"/in/a.nii.gz"}
+    assert set(manifest.latest()) == {"/in/a.nii.gz", "/in/b.nii.gz"}
