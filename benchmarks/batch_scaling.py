@@ -1,0 +1,75 @@
+"""Cases per minute of `medseg batch`'s local engine with 1 and then 2 workers, in one call, on one cohort.
+
+    python benchmarks/batch_scaling.py [--cases 8] [--model abdomen_ct_demo] [--device cpu] [--json OUT]
+
+The cohort is built from the real sample CTs: example_ct and the aorta CT, each whole and cropped at several
+offsets, so that the cases differ in size as a study's do. Each worker count runs on a fresh output folder; the
+figure is the wall time of the whole batch, model loads included (what a user waits for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from MedSegEfficientLib.batch.cases import collect_cases
+from MedSegEfficientLib.batch.local_pool import WorkerSettings, run_local, threads_per_worker
+from MedSegEfficientLib.batch.manifest import Manifest
+from MedSegEfficientLib.io.images import read_image, write_label_image
+from MedSegEfficientLib.io.sample_data import sample_paths
+from MedSegEfficientLib.model.library import resolve_model_path
+
+
+def build_cohort(folder: Path, count: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = sample_paths()
+    sources = [read_image(samples[name]) for name in ("example_ct", "aorta_ct")]
+    for index in range(count):
+        volume = sources[index % len(sources)]
+        k, j, i = volume.grid_shape
+        step = index // len(sources)
+        start = min(step * k // 8, k // 3)  # whole, then crops that start further down the scan
+        crop = volume.with_array(volume.array[start:])
+        write_label_image(crop.array, crop, folder / f"case{index:02d}.nii.gz")
+    return folder
+
+
+def measure(cohort: Path, out: Path, model: str, device: str, workers: int) -> dict:
+    cases = collect_cases([str(cohort)], out)
+    settings = WorkerSettings(str(resolve_model_path(model)), device, False, threads_per_worker(workers))
+    started = time.perf_counter()
+    summary = run_local(cases, Manifest(out), settings, workers)
+    seconds = time.perf_counter() - started
+    return {"workers": workers, "threads_per_worker": settings.threads, "cases": len(cases),
+            "done": len(summary.done), "failed": len(summary.failed), "seconds": round(seconds, 2),
+            "cases_per_minute": round(60 * len(summary.done) / seconds, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--model", default="abdomen_ct_demo")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        cohort = build_cohort(Path(scratch) / "cohort", args.cases)
+        rows = [measure(cohort, Path(scratch) / f"out{workers}", args.model, args.device, workers)
+                for workers in (1, 2)]
+    report = {"machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
+              "date": time.strftime("%Y-%m-%d"), "model": args.model, "device": args.device, "runs": rows,
+              "speed_up_2_vs_1": round(rows[1]["cases_per_minute"] / rows[0]["cases_per_minute"], 2)}
+    for row in rows:
+        print(f"{row['workers']} worker(s) x {row['threads_per_worker']} thread(s): {row['done']}/{row['cases']} "
+              f"cases in {row['seconds']} s = {row['cases_per_minute']} cases/min")
+    print(f"2 workers vs 1: {report['speed_up_2_vs_1']}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
