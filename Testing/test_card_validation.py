@@ -49,7 +49,7 @@ def test_a_bad_field_is_named(path, value, expected):
     assert expected in str(raised.value)
 
 
-def test_the_shipped_cards_and_the_test_card_are_valid():
+def test_a_valid_card_survives_a_json_round_trip():
     card = threshold_card().to_dict()
     assert ModelCard.from_dict(json.loads(json.dumps(card))).to_dict() == card
 

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from MedSegEfficientLib.errors import MedSegError
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
+from MedSegEfficientLib.io.outputs import SEGMENTATION_SUFFIX, VOLUME_SUFFIXES, suffix_of
 
 
 @dataclass(frozen=True)
@@ -64,15 +63,12 @@ def _from_csv(path: Path) -> list[Path]:
 
 
 def _is_image(path: Path) -> bool:
-    return path.name.lower().endswith(IMAGE_SUFFIXES[:-1])
+    return suffix_of(path, VOLUME_SUFFIXES) is not None
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    suffix = suffix_of(path, (SEGMENTATION_SUFFIX, *VOLUME_SUFFIXES))
+    return path.name[: -len(suffix)] if suffix else path.name
 
 
 __all__ = ["Case", "collect_cases"]

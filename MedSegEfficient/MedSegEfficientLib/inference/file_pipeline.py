@@ -57,7 +57,7 @@ def segment_file(segmenter: Segmenter, input_path: str | os.PathLike, output: st
     if segmenter.options.check_memory:  # from the header: a file claiming 2000^3 voxels is refused unread
         require_ram(header, segmenter.card, segmenter.device.type == "cuda")
     notices: list[str] = []
-    volume = read_image(input_path, series, notices)
+    volume = read_image(input_path, series, notices, checked=True)  # read_image_info ran the checks
     load_seconds = time.perf_counter() - started
     result = segmenter.segment(volume, progress=progress, cancel=cancel)
     run_report = result.report

@@ -91,13 +91,15 @@ def check_slice_spacing(series: DicomSeries) -> float | None:
     return median
 
 
-def read_series(folder: Path, uid: str | None = None, notices: list[str] | None = None):
+def read_series(folder: Path, uid: str | None = None, notices: list[str] | None = None,
+                check_spacing: bool = True):
     import SimpleITK as sitk
 
     series, notice = choose_series(folder, uid)
     if notice and notices is not None:
         notices.append(notice)
-    check_slice_spacing(series)
+    if check_spacing:
+        check_slice_spacing(series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(series.files))
     return reader.Execute()

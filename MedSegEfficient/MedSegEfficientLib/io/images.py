@@ -69,17 +69,19 @@ def read_image_info(path: str | os.PathLike, series: str | None = None) -> Image
     return ImageInfo((size[2], size[1], size[0]), tuple(spacing), reader.GetNumberOfComponents(), item)
 
 
-def read_image(path: str | os.PathLike, series: str | None = None, notices: list[str] | None = None) -> Volume:
+def read_image(path: str | os.PathLike, series: str | None = None, notices: list[str] | None = None,
+               checked: bool = False) -> Volume:
     """One clear error for anything that is not a readable, complete 3D (or 2D) image. A DICOM folder with several
-    series gives the largest CT or MR one (or ``series``), and ``notices`` says which."""
+    series gives the largest CT or MR one (or ``series``), and ``notices`` says which. ``checked``: the file was
+    read by ``read_image_info`` just before, which already ran the NIfTI and slice-spacing checks."""
     import SimpleITK as sitk
 
     path = _existing(path)
     try:
         if path.is_dir():
-            image = read_series(path, series, notices)
+            image = read_series(path, series, notices, check_spacing=not checked)
         else:
-            if is_nifti(path):
+            if is_nifti(path) and not checked:
                 check_nifti(path)  # ITK would read a truncated file's end, and NaN voxels, as zeros
             image = sitk.ReadImage(str(path))
     except InputImageError:
