@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from MedSegEfficientLib.batch.cases import collect_cases
-from MedSegEfficientLib.batch.local_pool import WorkerSettings, run_local, threads_per_worker
+from MedSegEfficientLib.batch.local_pool import run_local
+from MedSegEfficientLib.batch.worker import WorkerSettings, threads_per_worker
 from MedSegEfficientLib.batch.manifest import Manifest
 from MedSegEfficientLib.io.images import read_image, write_label_image
 from MedSegEfficientLib.io.sample_data import sample_paths

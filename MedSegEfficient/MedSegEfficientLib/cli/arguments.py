@@ -42,7 +42,15 @@ def add_commands(commands) -> None:
     batch.add_argument("-o", "--output", required=True, help="output folder (the manifest is written there too)")
     add_model(batch)
     add_device(batch)
-    batch.add_argument("--workers", type=int, default=1, help="worker processes, each with the model loaded once")
+    batch.add_argument("--workers", type=int, help="workers, each with the model loaded once (default: 1; with "
+                                                   "--engine ray, one per GPU or else 1)")
+    batch.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: worker processes on this machine (default); ray: Ray actors, on this machine or "
+                            "a cluster (pip install 'medsegefficient[cluster]')")
+    batch.add_argument("--address", help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
+                                         "default: RAY_ADDRESS, else a Ray started for this run")
+    batch.add_argument("--gpus-per-worker", type=float, default=1.0,
+                       help="--engine ray: GPUs each actor holds; 0.5 puts two actors on one GPU")
     batch.add_argument("--format", default=".nii.gz", help="output kind: .nii.gz (default), .nii, .nrrd, .mha or "
                                                             ".seg.nrrd")
     batch.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
