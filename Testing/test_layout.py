@@ -14,7 +14,7 @@ PACKAGE = "MedSegEfficientLib"
 MAX_LINES = 500
 MAX_FLAT_MODULES = 6
 # Wings, lowest first: a module may import its own wing or a lower one. cli and slicer are siblings at the top.
-WING_RANK = {"": 0, "networks": 1, "model": 2, "io": 3, "inference": 4, "training": 5, "importers": 6, "batch": 7,
+WING_RANK = {"": 0, "networks": 1, "model": 2, "io": 3, "inference": 4, "training": 5, "importers": 6, "batch": 7, "server": 7,
              "cli": 8, "slicer": 8}
 # Inside networks: shared cores, then the kernels, then the families (which never import each other), then the
 # package's __init__, the one place that imports the families.

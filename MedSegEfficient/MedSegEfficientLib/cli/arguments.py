@@ -57,6 +57,24 @@ def add_commands(commands) -> None:
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.set_defaults(module="batch", handler="run")
 
+    # run by serve.py
+    serve = commands.add_parser("serve", help="serve the models over MONAI Label's REST protocol (its Slicer module "
+                                              "and client)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                           "only; any other needs --token)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--model", action="append", help="a model to serve (repeatable; default: every shipped and "
+                                                        "imported model)")
+    add_device(serve)
+    serve.add_argument("--queue", type=int, default=16,
+                       help="requests that may wait while every worker is busy; past that the server answers 503")
+    serve.add_argument("--max-upload-mb", type=float, default=1024, help="largest request body accepted (MiB)")
+    serve.add_argument("--token", help="require Authorization: Bearer TOKEN (also MEDSEG_SERVE_TOKEN); MONAI "
+                                       "Label's Slicer module asks for it as the password")
+    serve.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
+    serve.add_argument("--quiet", action="store_true", help="no line per request")
+    serve.set_defaults(module="serve", handler="run")
+
     # run by models.py
     models = commands.add_parser("models", help="list registered networks and shipped/imported model files")
     models.add_argument("--json", action="store_true", help="print the listing as JSON")

@@ -1,0 +1,1 @@
+"""``medseg serve``: MONAI Label's REST protocol over our models, for its Slicer module and its Python client."""
