@@ -23,7 +23,7 @@ from MedSegEfficientLib.inference.gpu.devices import describe_device, empty_cach
 from MedSegEfficientLib.errors import Cancelled, MedSegError
 from MedSegEfficientLib.inference.gpu.label_download import HostLabels
 from MedSegEfficientLib.inference.preflight import require_ram
-from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, resample_labels, segmentable,
+from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
                                                         to_model_grid)
 from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
 from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
@@ -55,6 +55,9 @@ class SegmentOptions:
     # Refuse a run whose host memory would exceed what is available, before anything big is allocated
     # (preflight.require_ram); False runs it anyway.
     check_memory: bool = True
+    # Make the model grid with torch on the run's device (torch_preprocessing.py): None (default) on CUDA, where
+    # the host stages were most of a run's time (the GPU-run issue); True also elsewhere; False never.
+    device_preprocessing: bool | None = None
 
     def tile_overlap(self) -> float:
         if self.overlap is not None:
@@ -121,13 +124,16 @@ class Segmenter:
         try:
             with _timed(report, "preprocessing"):
                 tracker.stage("preprocessing", 0.0)
-                grid = to_model_grid(volume, self.card)
+                on_device = self.options.device_preprocessing
+                if on_device is None:
+                    on_device = self.device.type == "cuda"
+                grid = to_model_grid(volume, self.card, self.device if on_device else None)
                 tracker.stage("preprocessing", 1.0)
             with _timed(report, "network"):
                 labels = self._infer_with_fallback(grid, tracker, report, cancel is not None)
             with _timed(report, "postprocessing"):
                 tracker.stage("postprocessing", 0.0)
-                labels = resample_labels(labels, grid.geometry, volume)
+                labels = labels_on_input_grid(labels, grid, volume)
                 tracker.stage("postprocessing", 1.0)
             if self.device.type == "cuda":
                 report.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
@@ -195,7 +201,7 @@ class Segmenter:
         return np.uint8 if self.card.out_channels <= 256 else np.uint16
 
     def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
-        image = torch.from_numpy(grid.array)[None].to(self.device)
+        image = torch.as_tensor(grid.array)[None].to(self.device)
         spatial = tuple(image.shape[2:])
         if self.card.patch_size is None:  # whole volume at once, padded to the network's divisor
             tracker.expect(1)

@@ -1,7 +1,8 @@
 """From the input grid to the model's grid and back: orientation, spacing, intensity normalisation.
 
-Resampling uses SimpleITK (multi-threaded, geometry-aware). Labels return to the input grid by nearest
-neighbour after the argmax, never as per-class probabilities (that is what makes other pipelines slow).
+On the CPU, resampling uses SimpleITK (multi-threaded, geometry-aware); on CUDA the grid is made on the GPU with
+torch (torch_preprocessing.py), the volume sent once in its own voxel type. Labels return to the input grid by
+nearest neighbour after the argmax, never as per-class probabilities (that is what makes other pipelines slow).
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from MedSegEfficientLib.model.card import ModelCard, Normalization
 from MedSegEfficientLib.errors import InputImageError
+from MedSegEfficientLib.inference.torch_preprocessing import (AxisMapping, labels_to_input_grid, model_grid_tensor,
+                                                              target_spacing)
+from MedSegEfficientLib.model.card import ModelCard, Normalization
 from MedSegEfficientLib.volume import Volume, from_sitk, to_sitk
 
 
@@ -19,8 +23,9 @@ from MedSegEfficientLib.volume import Volume, from_sitk, to_sitk
 class ModelGrid:
     """The input as the network sees it: channel-first float32 array plus its geometry."""
 
-    array: np.ndarray  # (C, k, j, i)
+    array: np.ndarray | torch.Tensor  # (C, k, j, i); a tensor on the run's device when made by torch
     geometry: Volume  # geometry of the model grid (its array is a placeholder of the grid shape)
+    mapping: AxisMapping | None = None  # set by the torch path: how labels go back by index arithmetic
 
 
 def segmentable(volume: Volume) -> Volume:
@@ -50,19 +55,27 @@ def check_input(volume: Volume, card: ModelCard) -> None:
             raise InputImageError(f"the image has {bad} NaN or infinite voxels")
 
 
-def to_model_grid(volume: Volume, card: ModelCard) -> ModelGrid:
-    """Reorient to the card's axis order and resample to its spacing; then normalise."""
+def to_model_grid(volume: Volume, card: ModelCard, device: torch.device | None = None) -> ModelGrid:
+    """Reorient to the card's axis order and resample to its spacing; then normalise. With a ``device``, all of it
+    happens there with torch and the grid stays there."""
+    if device is not None:
+        array, mapping, geometry = model_grid_tensor(volume, card, device)
+        return ModelGrid(normalize(array, card.normalization), geometry, mapping)
     import SimpleITK as sitk
 
     image = to_sitk(volume)
     if card.orientation != "none":
         image = sitk.DICOMOrient(image, card.orientation)
-    target = _target_spacing(image.GetSpacing(), card)
+    target = target_spacing(image.GetSpacing(), card)
     if not np.allclose(target, image.GetSpacing(), rtol=1e-3):
         size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), image.GetSpacing(), target)]
         default = float(np.min(volume.array)) if volume.array.size else 0.0
+        # ITK resamples a multi-channel (vector) image only into its own pixel type: float channels first.
+        vector = image.GetNumberOfComponentsPerPixel() > 1
+        if vector:
+            image = sitk.Cast(image, sitk.sitkVectorFloat32)
         image = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), target,
-                              image.GetDirection(), default, sitk.sitkFloat32)
+                              image.GetDirection(), default, sitk.sitkVectorFloat32 if vector else sitk.sitkFloat32)
     resampled = from_sitk(image)
     array = resampled.array.astype(np.float32, copy=False)
     array = array[np.newaxis] if array.ndim == 3 else np.moveaxis(array, -1, 0)
@@ -72,40 +85,34 @@ def to_model_grid(volume: Volume, card: ModelCard) -> ModelGrid:
     return ModelGrid(np.ascontiguousarray(array), resampled.with_array(placeholder))
 
 
-def _target_spacing(current: tuple[float, ...], card: ModelCard) -> tuple[float, float, float]:
-    if card.spacing is None:
-        return tuple(current)
-    if card.spatial_dims == 2:  # in-plane only; the slice axis keeps its spacing
-        in_plane = iter(card.spacing)
-        return tuple(current[a] if a == card.slice_axis else float(next(in_plane)) for a in range(3))
-    return tuple(float(s) for s in card.spacing)
-
-
 IMAGENET_MEAN_STD = ((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))
 
 
-def normalize(array: np.ndarray, norm: Normalization) -> np.ndarray:
-    """Channel-first float32 array, normalised per channel, in place where possible."""
+def normalize(array: np.ndarray | torch.Tensor, norm: Normalization) -> np.ndarray | torch.Tensor:
+    """Channel-first float32 array or tensor, normalised per channel in place (a NumPy array through a tensor
+    view of the same memory, so both paths share one set of formulas)."""
+    values = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
     if norm.kind == "ct":
-        np.clip(array, norm.lower, norm.upper, out=array)
-        array -= norm.mean
-        array /= norm.std
+        values.clamp_(norm.lower, norm.upper).sub_(norm.mean).div_(norm.std)
     elif norm.kind == "zscore":
-        for channel in array:
-            channel -= channel.mean()
-            channel /= max(float(channel.std()), 1e-6)
+        for channel in values:
+            channel.sub_(channel.mean()).div_(max(float(channel.std(correction=0)), 1e-6))
     elif norm.kind == "imagenet":
-        for channel, (mean, std) in zip(array, IMAGENET_MEAN_STD):
-            channel /= 255.0
-            channel -= mean
-            channel /= std
+        for channel, (mean, std) in zip(values, IMAGENET_MEAN_STD):
+            channel.div_(255.0).sub_(mean).div_(std)
     elif norm.kind == "percentile":
-        for channel in array:
-            low, high = np.percentile(channel[::4, ::4, ::4], [norm.lower, norm.upper])
-            np.clip(channel, low, high, out=channel)
-            channel -= low
-            channel /= max(float(high - low), 1e-6)
+        for channel in values:  # the percentiles of a 1/64 sample, on the host as NumPy computes them
+            sample = channel[::4, ::4, ::4].cpu().numpy()
+            low, high = (float(v) for v in np.percentile(sample, [norm.lower, norm.upper]))
+            channel.clamp_(low, high).sub_(low).div_(max(high - low, 1e-6))
     return array
+
+
+def labels_on_input_grid(labels: np.ndarray, grid: ModelGrid, volume: Volume) -> np.ndarray:
+    """The model grid's labels on the input's grid, by the path that made the grid."""
+    if grid.mapping is not None:
+        return labels_to_input_grid(labels, grid.mapping)
+    return resample_labels(labels, grid.geometry, volume)
 
 
 def resample_labels(labels: np.ndarray, source: Volume, target: Volume) -> np.ndarray:

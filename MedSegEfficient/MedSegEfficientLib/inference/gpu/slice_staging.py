@@ -18,18 +18,18 @@ import torch
 _GPU_INPUT_SHARE = 0.25  # a whole-volume upload may take at most this share of free GPU memory
 
 
-def slice_batches(array: np.ndarray, axis: int, batch: int, device: torch.device,
+def slice_batches(array: np.ndarray | torch.Tensor, axis: int, batch: int, device: torch.device,
                   dtype: torch.dtype | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, slices)`` with slices (b, C, H, W) on ``device``, for ``start`` = 0, batch, 2 batch ...
 
     ``dtype``: the slices' precision (default: the array's). float16 halves what crosses to the GPU; under fp16
     autocast the network's first layer would round its input to float16 anyway.
     """
-    source = torch.from_numpy(np.ascontiguousarray(array))
+    source = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
     dtype = dtype or source.dtype
     count = source.shape[axis]
     starts = range(0, count, batch)
-    if device.type == "cuda" and axis == 1:
+    if device.type == "cuda" and axis == 1 and source.device.type == "cpu":
         yield from _prefetched_axial(source, starts, batch, device, dtype)
         return
     if device.type == "cuda" and _fits_on_device(device, source.numel() * dtype.itemsize):
