@@ -96,3 +96,19 @@ def test_a_grid_made_by_torch_is_a_tensor_and_says_how_to_go_back():
     grid = to_model_grid(image, threshold_card(), CPU)
     assert isinstance(grid, ModelGrid) and isinstance(grid.array, torch.Tensor) and grid.mapping is not None
     assert grid.array.dtype == torch.float32 and grid.array.is_contiguous()
+
+
+def test_resampled_volumes_match_simpleitk():
+    import SimpleITK as sitk
+
+    from MedSegEfficientLib.inference.torch_preprocessing import resampled
+    from MedSegEfficientLib.volume import to_sitk
+
+    image, _ = make_phantom(shape=(20, 26, 30), spacing=(1.3, 0.9, 2.1))
+    made = resampled(image, (0.8, 0.8, 1.5), CPU)
+    reference = sitk.Resample(to_sitk(image), made.grid_shape[::-1], sitk.Transform(), sitk.sitkLinear,
+                              image.origin, (0.8, 0.8, 1.5), tuple(image.direction.ravel()), float(image.array.min()),
+                              sitk.sitkFloat32)
+    expected = np.round(sitk.GetArrayFromImage(reference)).astype(np.int16)
+    assert made.array.dtype == np.int16 and made.grid_shape == expected.shape
+    assert np.abs(made.array.astype(int) - expected).max() <= 1

@@ -111,7 +111,8 @@ def normalize(array: np.ndarray | torch.Tensor, norm: Normalization) -> np.ndarr
 def labels_on_input_grid(labels: np.ndarray, grid: ModelGrid, volume: Volume) -> np.ndarray:
     """The model grid's labels on the input's grid, by the path that made the grid."""
     if grid.mapping is not None:
-        return labels_to_input_grid(labels, grid.mapping)
+        device = grid.array.device if isinstance(grid.array, torch.Tensor) else None
+        return labels_to_input_grid(labels, grid.mapping, device)
     return resample_labels(labels, grid.geometry, volume)
 
 

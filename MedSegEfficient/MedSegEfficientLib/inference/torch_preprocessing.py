@@ -117,28 +117,46 @@ def _resample_axis(grid: torch.Tensor, dim: int, count: int, scale: float, outsi
     return result
 
 
-def labels_to_input_grid(labels: np.ndarray, mapping: AxisMapping) -> np.ndarray:
-    """Model-grid labels (k, j, i) back on the input grid by nearest neighbour; outside the model grid, 0."""
-    indices = []
-    for t in range(3):  # model axis t, along reoriented input axis t
+def resampled(volume: Volume, spacing: tuple[float, float, float], device: torch.device) -> Volume:
+    """The volume at another spacing (same origin and direction, linear, voxel type kept), made on ``device``:
+    for building test and benchmark volumes where SimpleITK is absent."""
+    shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(volume.grid_shape[::-1], volume.spacing, spacing))
+    grid = torch.from_numpy(np.ascontiguousarray(volume.array)).to(device).float()
+    lowest = float(grid.min()) if grid.numel() else 0.0
+    for t in range(3):
+        if shape[t] != grid.shape[2 - t]:
+            grid = _resample_axis(grid, 2 - t, shape[t], volume.spacing[t] / spacing[t], lowest)
+    array = grid.round().cpu().numpy().astype(volume.array.dtype) if np.issubdtype(volume.array.dtype, np.integer) \
+        else grid.cpu().numpy().astype(volume.array.dtype)
+    return Volume(array, spacing, volume.origin, volume.direction)
+
+
+def labels_to_input_grid(labels: np.ndarray, mapping: AxisMapping, device: torch.device | None = None) -> np.ndarray:
+    """Model-grid labels (k, j, i) back on the input grid by nearest neighbour; outside the model grid, 0. The
+    gather runs on ``device`` (the run's GPU: only the model grid's labels go up, the result comes down once)."""
+    if (mapping.order == (0, 1, 2) and not any(mapping.flipped) and mapping.model_shape == mapping.input_shape
+            and np.allclose(mapping.scale, 1.0)):
+        return labels  # the model ran on the input's own grid
+    device = device or torch.device("cpu")
+    result = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
+    for t in range(3):  # model axis t (array dim 2 - t) along reoriented input axis t
         count = mapping.input_shape[mapping.order[t]]
         position = np.floor(np.arange(count) * mapping.scale[t] + 0.5).astype(np.int64)  # ITK rounds half up
         inside = position < mapping.model_shape[t]
-        indices.append((np.minimum(position, mapping.model_shape[t] - 1), inside))
-    # Gather in the model's (k, j, i) layout, then undo the flips and the permutation.
-    (ii, inside_i), (ij, inside_j), (ik, inside_k) = indices
-    result = labels[np.ix_(ik, ij, ii)]
-    outside = ~(inside_k[:, None, None] & inside_j[None, :, None] & inside_i[None, None, :])
-    if outside.any():
-        result = np.where(outside, np.zeros((), labels.dtype), result)
-    flips = tuple(2 - t for t in range(3) if mapping.flipped[t])
+        index = torch.from_numpy(np.minimum(position, mapping.model_shape[t] - 1)).to(device)
+        result = result.index_select(2 - t, index)
+        if not inside.all():
+            outside = torch.from_numpy(np.flatnonzero(~inside)).to(device)
+            result.index_fill_(2 - t, outside, 0)
+    flips = [2 - t for t in range(3) if mapping.flipped[t]]
     if flips:
-        result = np.flip(result, flips)
-    # Array axis 2 - t holds model axis t, which is input image axis order[t] (array axis 2 - order[t]).
+        result = result.flip(flips)
+    # Array dim 2 - t holds model axis t, which is input image axis order[t] (array dim 2 - order[t]).
     inverse = [0, 0, 0]
     for t in range(3):
         inverse[2 - mapping.order[t]] = 2 - t
-    return np.ascontiguousarray(np.transpose(result, inverse))
+    return result.permute(*inverse).contiguous().cpu().numpy()
 
 
-__all__ = ["AxisMapping", "labels_to_input_grid", "model_grid_tensor", "plan", "reorientation", "target_spacing"]
+__all__ = ["AxisMapping", "labels_to_input_grid", "model_grid_tensor", "plan", "reorientation", "resampled",
+           "target_spacing"]
