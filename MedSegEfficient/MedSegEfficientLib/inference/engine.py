@@ -23,6 +23,8 @@ from MedSegEfficientLib.inference.gpu.devices import describe_device, empty_cach
 from MedSegEfficientLib.errors import Cancelled, MedSegError
 from MedSegEfficientLib.inference.gpu.label_download import HostLabels
 from MedSegEfficientLib.inference.preflight import require_ram
+from MedSegEfficientLib.inference.cleanup import clean_labels
+from MedSegEfficientLib.inference.mirroring import tensor_dims, with_mirroring
 from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
                                                         to_model_grid)
 from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
@@ -134,7 +136,10 @@ class Segmenter:
             with _timed(report, "postprocessing"):
                 tracker.stage("postprocessing", 0.0)
                 labels = labels_on_input_grid(labels, grid, volume)
-                tracker.stage("postprocessing", 1.0)
+            if self.card.postprocessing:  # its own figure: what the card's clean-up costs
+                with _timed(report, "cleanup"):
+                    labels = clean_labels(labels, volume.spacing, self.card)
+            tracker.stage("postprocessing", 1.0)
             if self.device.type == "cuda":
                 report.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
         finally:
@@ -205,7 +210,7 @@ class Segmenter:
         spatial = tuple(image.shape[2:])
         if self.card.patch_size is None:  # whole volume at once, padded to the network's divisor
             tracker.expect(1)
-            logits = _forward_padded(self.model.network, image, self._size_divisor())
+            logits = _forward_padded(self._mirrored(self.model.network), image, self._size_divisor())
             tracker.advance()
         else:
             roi = tuple(self.card.patch_size)
@@ -214,9 +219,11 @@ class Segmenter:
 
             forward = self._graphed_forward(("3d", batch, roi)) if self._graphs_wanted(grid, batch) else self.model.network
 
+            mirrored = self._mirrored(forward)
+
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
                 tracker.check_cancel()
-                return forward(tiles)
+                return mirrored(tiles)
 
             # Class scores blend in float16 on a GPU run in mixed precision (its logits are float16 already).
             half = self.device.type == "cuda" and self.options.mixed_precision
@@ -226,7 +233,7 @@ class Segmenter:
             logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
                                     output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
             self._note_graph(forward)
-            del forward, predictor
+            del forward, mirrored, predictor
         del image
         return self._argmax_labels(logits[0])
 
@@ -251,15 +258,19 @@ class Segmenter:
         half = self.device.type == "cuda" and self.options.mixed_precision
         key = ("2d", batch, axis, slice_shape, half)  # volumes of any slice count share their full batches' graph
         forward = self._graphed_forward(key) if self._graphs_wanted(grid, batch) else self.model.network
+        mirrored = self._mirrored(forward)
         with HostLabels((count, *slice_shape[1:]), label_dtype, self.device, batch) as labels:
             for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
                 tracker.check_cancel()
-                logits = self._forward_2d(slices, forward)
+                logits = self._forward_2d(slices, mirrored)
                 labels.put(start, logits.argmax(1).to(label_dtype))  # read before the next replay
                 tracker.advance()
             result = labels.finish()
         self._note_graph(forward)
         return np.moveaxis(result.astype(self._label_dtype(), copy=False), 0, 2 - self.card.slice_axis)
+
+    def _mirrored(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return with_mirroring(forward, tensor_dims(self.card.mirroring, self.card.spatial_dims, self.card.slice_axis))
 
     def _graphs_wanted(self, grid: ModelGrid, batch: int) -> bool:
         if self.device.type != "cuda" or self.options.cuda_graphs is False:

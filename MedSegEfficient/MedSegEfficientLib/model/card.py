@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from MedSegEfficientLib.errors import ModelFileError
+from MedSegEfficientLib.model.postprocessing_rules import LabelCleanup, is_sided, parse_cleanup, parse_mirroring
 
 CARD_FORMAT = "medseg-model"
 CARD_FORMAT_VERSION = 1
@@ -71,6 +72,11 @@ class ModelCard:
     slice_fit: str = "resize"  # 2D with patch_size: "resize" each slice to it, or "tile" it by sliding window
     size_divisor: int = 16  # 2D inputs are padded to a multiple of this
     slice_axis: int = 2  # 2D models: the image axis (x=0, y=1, z=2) across which slices are taken
+    # After the network (model/postprocessing_rules.py): per label name, keep the largest piece or drop small
+    # islands; image axes of the model grid to mirror at test time. Each is kept only where it raised the
+    # validation Dice (training/choose_postprocessing.py).
+    postprocessing: dict[str, LabelCleanup] = field(default_factory=dict)
+    mirroring: list[int] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format: str = CARD_FORMAT
@@ -123,6 +129,9 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
     if data.get("slice_axis", 2) not in (0, 1, 2):
         problems.append("field 'slice_axis' must be 0, 1 or 2")
     _check_scalars(data, problems)
+    cleanup = parse_cleanup(data.get("postprocessing"), {label.name for label in labels}, problems)
+    mirroring = parse_mirroring(data.get("mirroring"), dims, data.get("slice_axis", 2), data.get("orientation", "LPS"),
+                                any(is_sided(label.name, label.modifier) for label in labels), problems)
     if problems or network is None:
         return None
     return ModelCard(
@@ -131,7 +140,7 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
         normalization=normalization, spacing=data.get("spacing"), orientation=data.get("orientation", "LPS"),
         patch_size=data.get("patch_size"), size_divisor=int(data.get("size_divisor", 16)),
         slice_axis=int(data.get("slice_axis", 2)), slice_fit=data.get("slice_fit", "resize"), training=dict(data.get("training", {})),
-        metrics=dict(data.get("metrics", {})), format_version=version,
+        metrics=dict(data.get("metrics", {})), format_version=version, postprocessing=cleanup, mirroring=mirroring,
     )
 
 
