@@ -98,3 +98,46 @@ def test_the_engine_mirrors_and_cleans_as_the_card_says(tmp_path, dims):
     assert expected[3, 3, 3] == 1 and result.labels[3, 3, 3] == 0  # the stray piece went
     same = result.labels == expected
     assert same[(expected != 1)].all() and same.mean() > 0.99  # a voxel-wise network: mirroring changes nothing
+
+
+def _dataset(folder, stray: bool):
+    """A dataset folder whose scans have a second piece of the big label's intensity outside the organ: a stray
+    piece (``stray``) or a real second piece of that label in the reference too."""
+    import json
+
+    from MedSegEfficientLib.io.images import write_label_image
+
+    for split, seed in (("Tr", 0), ("Val", 1)):
+        image, labels = make_phantom(shape=(24, 32, 32), seed=seed)
+        image.array[2:5, 2:5, 2:5] = 60
+        if not stray:
+            labels.array[2:5, 2:5, 2:5] = 1
+        write_label_image(image.array, image, folder / f"images{split}" / f"case{seed}_0000.nii.gz")
+        write_label_image(labels.array, labels, folder / f"labels{split}" / f"case{seed}.nii.gz")
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "big": 1, "small": 2},
+                                                     "channel_names": {"0": "CT"}}))
+    return folder
+
+
+def test_tune_keeps_only_what_raises_the_validation_dice(tmp_path, capsys):
+    from MedSegEfficientLib.cli.main import main
+    from MedSegEfficientLib.model.model_file import read_card
+
+    model = write_threshold_model(tmp_path / "bands.safetensors")
+    data = _dataset(tmp_path / "data", stray=True)
+    assert main(["tune", str(model), "--data", str(data), "-o", str(model), "--device", "cpu"]) != 0
+    assert "never over the model it starts from" in capsys.readouterr().err
+    tuned = tmp_path / "tuned.safetensors"
+    assert main(["tune", str(model), "--data", str(data), "-o", str(tuned), "--device", "cpu", "--quiet"]) == 0
+    card = read_card(tuned)
+    assert card.postprocessing["big"].largest_component  # the stray piece lowered the big label's Dice
+    assert card.mirroring == []  # a voxel-wise network gains nothing from mirroring: not kept
+    choice = card.metrics["postprocessing_choice"]
+    assert card.metrics["validation_dice"]["big"] > choice["before"]["big"]
+    assert "plain_run" in choice["seconds_per_scan"] and "cleanup" in choice["seconds_per_scan"]
+    assert "optimistic" in choice["note"] and "tune_command" in card.training
+    real = tmp_path / "real.safetensors"
+    assert main(["tune", str(model), "--data", str(_dataset(tmp_path / "real_data", stray=False)), "-o", str(real),
+                 "--device", "cpu", "--quiet"]) == 0
+    kept = read_card(real).postprocessing.get("big", LabelCleanup())
+    assert not kept.largest_component and kept.min_island_mm3 < 150  # the real second piece (152 mm^3) stays

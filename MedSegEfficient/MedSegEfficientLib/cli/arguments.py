@@ -57,6 +57,15 @@ def add_commands(commands) -> None:
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.set_defaults(module="batch", handler="run")
 
+    # run by tune.py
+    tune = commands.add_parser("tune", help="choose a model's clean-up and test-time mirroring on validation scans")
+    tune.add_argument("model", help="model file or name")
+    tune.add_argument("--data", required=True, help="dataset folder (nnU-Net / MSD layout) with validation cases")
+    tune.add_argument("-o", "--output", required=True, help="the new model file")
+    add_device(tune)
+    tune.add_argument("--quiet", action="store_true", help="no line per option tried")
+    tune.set_defaults(module="tune", handler="run")
+
     # run by serve.py
     serve = commands.add_parser("serve", help="serve the models over MONAI Label's REST protocol (its Slicer module "
                                               "and client)")
