@@ -118,13 +118,15 @@ def add_commands(commands) -> None:
     # run by importing.py
     importer = commands.add_parser("import", help="import weights into a model file",
                                    description="pth: a plain PyTorch state dict described by --card; "
+                                               "nnunet: a trained nnU-Net v2 model folder (PlainConvUNet or "
+                                               "ResidualEncoderUNet; plans.json, dataset.json, fold_*/checkpoint); "
                                                "xlstm-unet-nnunet: an nnU-Net v2 trained model folder of the "
                                                "xLSTM-UNet authors (plans.json, dataset.json, fold_*/checkpoint); "
                                                "mlla-imagenet / hrmedseg-pfd: pretrained encoder weights into a "
                                                "new MLLA-UNet / HRMedSeg model to train with medseg train --init; "
                                                "tm-unet / mlla-unet: a whole network saved by the TM-UNet / "
                                                "MLLA-UNet authors' training code")
-    importer.add_argument("format", choices=["pth", "xlstm-unet-nnunet", "mlla-imagenet", "hrmedseg-pfd", "tm-unet",
+    importer.add_argument("format", choices=["pth", "nnunet", "xlstm-unet-nnunet", "mlla-imagenet", "hrmedseg-pfd", "tm-unet",
                                              "mlla-unet"],
                           help="what the source is (see above)")
     importer.add_argument("source", help="the .pth file, or the trained model folder")

@@ -1,5 +1,5 @@
-"""``medseg import``: other projects' released weights (a plain state dict, the xLSTM-UNet authors' nnU-Net models,
-pretrained MLLA and HRMedSeg encoders) into model files."""
+"""``medseg import``: other projects' released weights (a plain state dict, trained nnU-Net v2 models, the
+xLSTM-UNet authors' nnU-Net models, pretrained MLLA and HRMedSeg encoders) into model files."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.importers.hrmedseg_pfd import import_hrmedseg_pfd
 from MedSegEfficientLib.importers.mlla_imagenet import import_mlla_imagenet
 from MedSegEfficientLib.importers.mlla_unet import import_mlla_unet
+from MedSegEfficientLib.importers.nnunet_v2 import import_nnunet
 from MedSegEfficientLib.importers.tm_unet import import_tm_unet
 from MedSegEfficientLib.importers.xlstm_unet_nnunet import import_xlstm_unet_nnunet
 from MedSegEfficientLib.model.card import ModelCard
@@ -20,7 +21,9 @@ from MedSegEfficientLib.model.pth_import import import_state_dict
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.format == "xlstm-unet-nnunet":
+    if args.format == "nnunet":
+        output = import_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
+    elif args.format == "xlstm-unet-nnunet":
         output = import_xlstm_unet_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
     elif args.format == "mlla-imagenet":
         output = import_mlla_imagenet(args.source, args.output, args.classes, args.name, args.decoder_init)

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from MedSegEfficientLib.model.card import Normalization
+from MedSegEfficientLib.model.card import ModelCard, NetworkInfo, Normalization
 from MedSegEfficientLib.model.pth_import import load_state_dict_safely
 from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.training.datasets import dataset_modality, parse_labels
 
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
 
@@ -115,6 +116,30 @@ def intensity_normalization(plans: dict[str, Any], config: dict[str, Any]) -> No
     if scheme == "NoNormalization":
         return Normalization(kind="none")
     raise MedSegError(f"nnU-Net normalisation scheme '{scheme}' is not supported (CT, ZScore or none)")
+
+
+def imported_card(result: NnUNetResult, network: NetworkInfo, title: str, name: str | None = None) -> ModelCard:
+    """The card of an imported nnU-Net model: labels from dataset.json, normalisation, spacing and tile from the
+    plans; no reorientation, as nnU-Net runs on the array as stored."""
+    dims, config = result.spatial_dims, result.config
+    if result.plans.get("transpose_forward", [0, 1, 2]) != [0, 1, 2]:
+        raise MedSegError(f"plans.json transpose_forward {result.plans['transpose_forward']} is not supported "
+                          "(only models planned without axis transposition import)")
+    channels = result.dataset.get("channel_names") or result.dataset.get("modality") or {"0": "CT"}
+    patch = [int(p) for p in config["patch_size"]]
+    spacing = [float(s) for s in config["spacing"]][::-1] if "spacing" in config else None  # (z, y, x) -> (x, y, z)
+    if dims == 2 and spacing:
+        spacing = spacing[:2]  # in-plane (x, y); the slices keep theirs
+    dataset_name = result.plans.get("dataset_name", result.folder.parent.name)
+    return ModelCard(
+        name=name or f"{dataset_name} {title} {dims}D (imported)", network=network,
+        spatial_dims=dims, in_channels=len(channels), labels=parse_labels(result.dataset),
+        modality=dataset_modality(result.dataset), normalization=intensity_normalization(result.plans, config),
+        description=f"Imported from {result.trainer} ({result.configuration}), {result.checkpoint_path.parent.name}.",
+        spacing=spacing, orientation="none", patch_size=patch, slice_fit="tile" if dims == 2 else "resize",
+        training={"source": "nnU-Net v2 results folder", "trainer": result.trainer,
+                  "configuration": result.configuration, "checkpoint": result.checkpoint_path.name},
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -34,14 +34,9 @@ import torch
 from MedSegEfficientLib.model.card import ModelCard, NetworkInfo
 from MedSegEfficientLib.model.pth_import import strip_wrapper_prefix
 from MedSegEfficientLib.model.weights import build_from_card, load_weights, save_model
-from MedSegEfficientLib.training.datasets import dataset_modality, parse_labels
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.networks.mlstm.xlstm_unet import single_blocks_in_deep_half
-from MedSegEfficientLib.importers.nnunet_results import (
-    intensity_normalization,
-    network_topology,
-    read_results_folder,
-)
+from MedSegEfficientLib.importers.nnunet_results import imported_card, network_topology, read_results_folder
 
 RENAMES: list[tuple[str, str]] = [
     (r"^encoder\.stem\.", "stem."),
@@ -103,28 +98,13 @@ def rename_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def card_from_plans(result, variant: str, name: str | None = None) -> ModelCard:
-    dims, config = result.spatial_dims, result.config
-    if result.plans.get("transpose_forward", [0, 1, 2]) != [0, 1, 2]:
-        raise MedSegError(f"plans.json transpose_forward {result.plans['transpose_forward']} is not supported "
-                          "(only models planned without axis transposition import)")
-    topology = network_topology(config)
+    topology = network_topology(result.config)
     encoder, decoder = single_blocks_in_deep_half(topology["encoder"], topology["decoder"])
     plan = {"features": topology["features"], "kernels": topology["kernels"], "strides": topology["strides"],
-            "blocks": encoder, "decoder_blocks": decoder, "full_resolution_skip": dims == 3}
-    channels = result.dataset.get("channel_names") or result.dataset.get("modality") or {"0": "CT"}
-    patch = [int(p) for p in config["patch_size"]]
-    spacing = [float(s) for s in config["spacing"]][::-1] if "spacing" in config else None  # (z, y, x) -> (x, y, z)
-    dataset_name = result.plans.get("dataset_name", result.folder.parent.name)
-    return ModelCard(
-        name=name or f"{dataset_name} xLSTM-UNet {variant.capitalize()} {dims}D (imported)",
-        network=NetworkInfo("xlstm_unet", f"{variant}_{dims}d", {"plan": plan, "patch_size": patch}),
-        spatial_dims=dims, in_channels=len(channels), labels=parse_labels(result.dataset),
-        modality=dataset_modality(result.dataset), normalization=intensity_normalization(result.plans, config),
-        description=f"Imported from {result.trainer} ({result.configuration}), {result.checkpoint_path.parent.name}.",
-        spacing=spacing, orientation="none", patch_size=patch, slice_fit="tile" if dims == 2 else "resize",
-        training={"source": "nnU-Net v2 results folder", "trainer": result.trainer,
-                  "configuration": result.configuration, "checkpoint": result.checkpoint_path.name},
-    )
+            "blocks": encoder, "decoder_blocks": decoder, "full_resolution_skip": result.spatial_dims == 3}
+    patch = [int(p) for p in result.config["patch_size"]]
+    network = NetworkInfo("xlstm_unet", f"{variant}_{result.spatial_dims}d", {"plan": plan, "patch_size": patch})
+    return imported_card(result, network, f"xLSTM-UNet {variant.capitalize()}", name)
 
 
 def _variant(trainer: str) -> str:

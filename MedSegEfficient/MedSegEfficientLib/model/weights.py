@@ -43,9 +43,30 @@ def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module, hal
     """
     from safetensors.torch import save_file
 
-    tensors = {name: _stored(tensor, half) for name, tensor in network.state_dict().items()}
+    tensors = {name: _stored(tensor, half) for name, tensor in _without_aliases(network).items()}
     metadata = {CARD_METADATA_KEY: json.dumps(card.to_dict())}
     return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+
+
+def _without_aliases(network: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with each tensor once: a module reachable by two paths (nnU-Net's decoder holds its encoder)
+    lists its tensors under both names, which safetensors refuses to store twice; loading fills the aliases."""
+    seen: set[int] = set()
+    unique = {}
+    for name, tensor in network.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            unique[name] = tensor
+    return unique
+
+
+def _aliases(network: nn.Module) -> dict[str, set[str]]:
+    """Each state-dict name with the other names of the same tensor."""
+    groups: dict[int, set[str]] = {}
+    state = network.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        groups.setdefault(id(tensor), set()).add(name)
+    return {name: groups[id(tensor)] - {name} for name, tensor in state.items()}
 
 
 def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
@@ -97,14 +118,20 @@ def load_weights(network: nn.Module, tensors: Mapping[str, torch.Tensor], source
                                  "needs floating-point weights")
         if not bool(torch.isfinite(tensor).all()):
             raise ModelFileError(f"{source}: weight {name} holds NaN or infinite values")
+    aliases = _aliases(network)
+    for name, others in aliases.items():  # two names of one tensor must bring one value
+        for other in others & set(tensors):
+            if name in tensors and not torch.equal(tensors[name], tensors[other]):
+                raise ModelFileError(f"{source}: weights {name} and {other} name one tensor of the network but differ")
     try:
         result = network.load_state_dict(dict(tensors), strict=False)
     except RuntimeError as error:  # shape mismatches
         detail = str(error).strip().splitlines()[-1].strip()
         raise ModelFileError(f"{source}: weights do not match the network in the card: {detail}") from None
+    missing = [key for key in result.missing_keys if not aliases.get(key, set()) & set(tensors)]
     problems = []
-    if result.missing_keys:
-        problems.append(f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[0]})")
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
     if result.unexpected_keys:
         problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
     if problems:
