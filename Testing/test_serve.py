@@ -17,7 +17,7 @@ from MedSegEfficientLib.cli.main import main
 from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
 from MedSegEfficientLib.inference.file_pipeline import segment_file
 from MedSegEfficientLib.io.images import read_image, write_label_image
-from MedSegEfficientLib.model.library import default_model_path
+from MedSegEfficientLib.model.library import resolve_model_path
 from phantoms import make_phantom
 
 pytest.importorskip("monailabel.client", reason="MONAI Label's client (pip install --no-deps monailabel)")
@@ -33,7 +33,7 @@ MODEL = "abdomen_ct_demo"
 
 def reference_labels(image: Path, folder: Path) -> np.ndarray:
     output = folder / "reference.nii.gz"
-    segment_file(Segmenter.from_file(default_model_path(), SegmentOptions(device="cpu")), image, output)
+    segment_file(Segmenter.from_file(resolve_model_path(MODEL), SegmentOptions(device="cpu")), image, output)
     return read_image(output).array
 
 

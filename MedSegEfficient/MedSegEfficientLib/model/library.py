@@ -11,7 +11,7 @@ from MedSegEfficientLib.errors import MedSegError, ModelFileError
 from MedSegEfficientLib.model.model_file import MODEL_SUFFIX, existing_model_file, read_card
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped"
-DEFAULT_MODEL = "abdomen_ct_demo"
+DEFAULT_MODEL = "abdomen_ct_tokenseg"  # the best on the held-out scan (README), and the fastest on a CPU
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
