@@ -70,3 +70,32 @@ def test_segment_extents_and_terminology():
     assert metadata["Segment0_Extent"] == "3 4 2 2 1 2"
     assert metadata["Segment1_Extent"] == "0 -1 0 -1 0 -1"
     assert "SCT^10200004^Liver" in metadata["Segment0_Tags"]
+
+
+def test_the_picture_has_a_legend_and_tells_neighbouring_labels_apart(tmp_path):
+    from PIL import Image
+
+    from MedSegEfficientLib.io.overlay import MIN_COLOUR_DISTANCE, display_colours, write_overlay_png
+    from MedSegEfficientLib.model.card import LabelInfo
+
+    # The shipped cards' terminology colours: liver and stomach differ by 7, the kidneys by 16.
+    labels = [LabelInfo(1, "liver", (221, 130, 101)), LabelInfo(2, "stomach", (216, 132, 105)),
+              LabelInfo(3, "right kidney", (185, 102, 83)), LabelInfo(4, "left kidney", (185, 102, 99)),
+              LabelInfo(5, "inferior vena cava", (0, 151, 206))]
+    colours = display_colours(labels)
+    assert colours[1] == (221, 130, 101) and colours[5] == (0, 151, 206)  # kept where distinct enough
+    values = list(colours.values())
+    assert min(np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(values) for b in values[i + 1:]) \
+        >= MIN_COLOUR_DISTANCE
+    image = Volume(np.full((4, 40, 50), 40, np.int16), (1.0, 1.0, 2.0))
+    mask = np.zeros((4, 40, 50), np.uint8)
+    mask[:, 5:15, 5:20], mask[:, 20:30, 5:20] = 1, 2
+    picture = tmp_path / "p.png"
+    write_overlay_png(image, mask, labels, picture)
+    with Image.open(picture) as written:
+        assert written.format == "PNG" and written.width > 10 * 50 and written.height >= 10 * 40  # enlarged, + legend
+        pixels = np.asarray(written.convert("RGB"))
+    legend = pixels[:, 10 * 50:]
+    for value in (1, 2):  # a swatch of each label shown, in its display colour
+        assert np.all(legend == colours[value], axis=-1).any()
+    assert not np.all(legend == colours[3], axis=-1).any()  # the kidneys are not on the slice: not listed

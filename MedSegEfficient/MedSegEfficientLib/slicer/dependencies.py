@@ -13,7 +13,7 @@ from MedSegEfficientLib.errors import MedSegError
 
 # requirement -> the name it is imported by
 REQUIREMENTS = {"monai>=1.3": "monai", "SimpleITK>=2.2": "SimpleITK", "safetensors>=0.4": "safetensors",
-                "tqdm>=4.60": "tqdm"}
+                "tqdm>=4.60": "tqdm", "pillow>=10": "PIL"}
 
 
 def missing_requirements(requirements: dict[str, str] = REQUIREMENTS) -> list[str]:
