@@ -70,26 +70,28 @@ def _workers_of(pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from Linux /proc")
 def test_a_killed_worker_loses_no_case(tmp_path):
-    inputs = cohort(tmp_path / "in", 4, shape=(40, 48, 48))
+    count = 6
+    inputs = cohort(tmp_path / "in", count, shape=(40, 48, 48))
     out = tmp_path / "out"
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "MedSegEfficient")}
     batch = subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", str(inputs), "-o", str(out),
-                              "--workers", "2", "--device", "cpu", "--quiet"], env=environment,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while len(_workers_of(batch.pid)) < 2 and time.time() < deadline and batch.poll() is None:
-        time.sleep(0.2)
+                              "--workers", "2", "--device", "cpu", "--model", "abdomen_ct_demo", "--quiet"],
+                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = out / "medseg-manifest.jsonl"
+    deadline = time.time() + 180
+    while not (manifest.is_file() and manifest.read_text()) and time.time() < deadline and batch.poll() is None:
+        time.sleep(0.05)
     workers = _workers_of(batch.pid)
     assert workers, "the pool never started"
-    time.sleep(3)  # the workers have loaded the model and are inside their first cases
+    # One case has finished, so both workers have the model loaded, and the other cases are in their hands.
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = batch.communicate(timeout=300)
     assert batch.returncode == 0, stderr[-2000:]
-    entries = lines(out / "medseg-manifest.jsonl")
-    assert sorted(Path(entry["input"]).name for entry in entries) == [f"ct{seed}.nii.gz" for seed in range(4)]
-    assert all(entry["status"] == "done" for entry in entries) and "4 done, 0 failed" in stdout
+    entries = lines(manifest)
+    assert sorted(Path(entry["input"]).name for entry in entries) == [f"ct{seed}.nii.gz" for seed in range(count)]
+    assert all(entry["status"] == "done" for entry in entries) and f"{count} done, 0 failed" in stdout
     assert "sent again to another worker after theirs died" in stdout  # the kill hit a worker mid-run
-    assert sorted(p.name for p in out.glob("ct*.nii.gz")) == [f"ct{seed}.nii.gz" for seed in range(4)]
+    assert sorted(p.name for p in out.glob("ct*.nii.gz")) == [f"ct{seed}.nii.gz" for seed in range(count)]
     assert not list(out.glob(".*part*"))
 
 

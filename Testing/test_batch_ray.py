@@ -42,7 +42,8 @@ def test_a_killed_ray_actor_loses_no_case_and_a_rerun_skips_the_done(tmp_path, c
     out = tmp_path / "out"
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "MedSegEfficient")}
     batch = subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", str(inputs), "-o", str(out),
-                              "--engine", "ray", "--workers", "2", "--device", "cpu", "--quiet"], env=environment,
+                              "--engine", "ray", "--workers", "2", "--device", "cpu", "--model", "abdomen_ct_demo",
+                              "--quiet"], env=environment,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while not _actors_inside_a_case() and time.time() < deadline and batch.poll() is None:

@@ -30,7 +30,8 @@ def _clean_one(labels: np.ndarray, value: int, rule: LabelCleanup, voxel_mm3: fl
         return
     pieces = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.view(np.uint8)), False)  # faces only
     minimum = math.ceil(rule.min_island_mm3 / voxel_mm3) if rule.min_island_mm3 > 0 else 0
-    ranked = sitk.GetArrayViewFromImage(sitk.RelabelComponent(pieces, minimum))  # 1 = largest, 0 = dropped
+    # A copy, not a view: a view of the temporary image would outlive the image's memory.
+    ranked = sitk.GetArrayFromImage(sitk.RelabelComponent(pieces, minimum))  # 1 = largest, 0 = dropped
     keep = ranked == 1 if rule.largest_component else ranked > 0
     labels[mask & ~keep] = 0
 
