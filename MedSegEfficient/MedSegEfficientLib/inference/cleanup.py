@@ -25,15 +25,25 @@ def clean_labels(labels: np.ndarray, spacing: tuple[float, float, float], card: 
 def _clean_one(labels: np.ndarray, value: int, rule: LabelCleanup, voxel_mm3: float) -> None:
     import SimpleITK as sitk
 
-    mask = labels == value
-    if not mask.any():
+    whole = labels == value
+    if not whole.any():
         return
+    box = _bounding_box(whole)  # the label's own box: an organ is a small part of a CT's grid
+    mask, region = whole[box], labels[box]
     pieces = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.view(np.uint8)), False)  # faces only
     minimum = math.ceil(rule.min_island_mm3 / voxel_mm3) if rule.min_island_mm3 > 0 else 0
     # A copy, not a view: a view of the temporary image would outlive the image's memory.
     ranked = sitk.GetArrayFromImage(sitk.RelabelComponent(pieces, minimum))  # 1 = largest, 0 = dropped
     keep = ranked == 1 if rule.largest_component else ranked > 0
-    labels[mask & ~keep] = 0
+    region[mask & ~keep] = 0  # a view: this writes into labels
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)
 
 
 __all__ = ["clean_labels"]
