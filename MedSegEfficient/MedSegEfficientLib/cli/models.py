@@ -31,7 +31,7 @@ def run_models(args: argparse.Namespace) -> int:
             continue
         dice = entry.get("validation_mean_dice")
         print(f"  {entry['name']:<22} {entry['network']} {entry['spatial_dims']}D, {len(entry['labels'])} labels, "
-              f"validation mean Dice {dice if dice is not None else 'n/a'}\n    {entry['path']}")
+              f"validation mean Dice {dice if dice is not None else 'n/a'}{_measured_on(entry)}\n    {entry['path']}")
     return 0
 
 
@@ -84,3 +84,8 @@ def _model_file(target: str) -> Path | None:
         return resolve_model_path(target)
     except ModelFileError:
         return None  # neither: the registry's "unknown network" lists what is registered
+
+
+def _measured_on(entry: dict) -> str:
+    cases = entry.get("validation_cases") or []
+    return f" on {', '.join(cases)}" if cases else ""

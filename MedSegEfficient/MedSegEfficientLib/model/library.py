@@ -63,6 +63,7 @@ def describe_model_file(path: Path) -> dict[str, Any]:
         "labels": [label.name for label in card.labels], "size_bytes": path.stat().st_size,
         "validation_dice": card.metrics.get("validation_dice"),
         "validation_mean_dice": card.metrics.get("validation_mean_dice"),
+        "validation_cases": card.metrics.get("validation_cases", []),
     }
 
 
