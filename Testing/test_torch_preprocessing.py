@@ -112,3 +112,14 @@ def test_resampled_volumes_match_simpleitk():
     expected = np.round(sitk.GetArrayFromImage(reference)).astype(np.int16)
     assert made.array.dtype == np.int16 and made.grid_shape == expected.shape
     assert np.abs(made.array.astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("shape, dtype", [((7, 9, 11), np.int16), ((5, 6, 7, 3), np.uint8), ((3, 4, 5), np.float32)])
+def test_a_volume_uploaded_in_chunks_arrives_whole(shape, dtype):
+    from MedSegEfficientLib.inference.gpu.volume_upload import upload_volume
+
+    array = (np.random.default_rng(0).random(shape) * 200).astype(dtype)
+    # Chunks of 40 bytes, staged from 1 byte on: several chunks, the last one short, both buffers taking turns.
+    moved = upload_volume(array, CPU, chunk_bytes=40, staged_from_bytes=1)
+    assert moved.dtype == torch.from_numpy(array).dtype and tuple(moved.shape) == shape
+    assert np.array_equal(moved.numpy(), array)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from MedSegEfficientLib.inference.gpu.volume_upload import upload_volume
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.volume import Volume
 
@@ -85,7 +86,7 @@ def plan(volume: Volume, card: ModelCard) -> tuple[AxisMapping, Volume]:
 def model_grid_tensor(volume: Volume, card: ModelCard, device: torch.device) -> tuple[torch.Tensor, AxisMapping, Volume]:
     """(C, k, j, i) float32 on ``device``: the volume sent once in its own type, reoriented, resampled."""
     mapping, geometry = plan(volume, card)
-    source = torch.from_numpy(np.ascontiguousarray(volume.array)).to(device)
+    source = upload_volume(volume.array, device)
     source = source[None] if source.ndim == 3 else source.movedim(-1, 0)  # channels first: (C, k, j, i)
     # Image axis a is array axis 3 - a (channel first); the model's axis t takes input axis order[t].
     source = source.permute(0, *(3 - mapping.order[t] for t in (2, 1, 0)))
