@@ -131,3 +131,17 @@ def test_other_networks_and_operations_are_refused_in_one_line(tmp_path, capsys)
     assert main(["import", "nnunet", str(folder), "-o", str(tmp_path / "b.safetensors")]) == 2
     assert "nnU-Net operation 'os.system' is not one this importer knows" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_two_names_of_one_tensor_must_agree():
+    from MedSegEfficientLib.errors import ModelFileError
+    from MedSegEfficientLib.model.weights import load_weights
+
+    network = original_network("PlainConvUNet", 2)
+    tensors = {key: value.clone() for key, value in network.state_dict().items()}
+    alias = next(key for key in tensors if key.startswith("decoder.encoder."))
+    tensors[alias] += 1.0  # the decoder's copy of an encoder weight, changed
+    with pytest.raises(ModelFileError, match="name one tensor of the network but differ"):
+        load_weights(original_network("PlainConvUNet", 2), tensors, "checkpoint_final.pth")
+    del tensors[alias]  # one name is enough: the other is filled through the alias
+    load_weights(original_network("PlainConvUNet", 2), tensors, "checkpoint_final.pth")
