@@ -3,7 +3,9 @@ warm runs, fast and full), beside MONAI's 3 mm pipeline (SegResNet, 96^3 windows
 on the input grid and saved) in the same call, as performance.md measured it.
 
     python benchmarks/make_clinical_ct.py /tmp/clinical.nii.gz
-    python benchmarks/cpu_vs_monai.py /tmp/clinical.nii.gz [--models a,b] [--json OUT]   (MONAI reads it with nibabel)
+    python benchmarks/cpu_vs_monai.py /tmp/clinical.nii.gz [--models a,b] [--json OUT]
+
+MONAI reads the CT with nibabel: pip install -e '.[bench]'.
 
 Random SegResNet weights: speed does not depend on them. Peak RAM: the cold process's maximum resident size.
 """
