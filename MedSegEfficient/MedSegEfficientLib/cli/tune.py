@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import shlex
 import sys
 import time
@@ -18,6 +17,7 @@ from MedSegEfficientLib.model.library import resolve_model_path
 from MedSegEfficientLib.model.weights import load_model, save_model
 from MedSegEfficientLib.training.datasets import describe_folder, load_cases
 from MedSegEfficientLib.training.postprocessing_choice import choose_postprocessing, mean_dice
+from MedSegEfficientLib.training.validation import dice_for_card, validation_metrics
 
 NOTE = ("chosen on these validation scans and scored on them: with few scans the 'after' figures are optimistic "
         "by the choice itself")
@@ -35,17 +35,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(source)
     cases = load_cases(dataset.validation)
     say = (lambda line: None) if args.quiet else (lambda line: print(f"medseg tune: {line}", file=sys.stderr))
-    choice = choose_postprocessing(model, cases, select_device(args.device), say=say)
-    present = {name: value for name, value in choice.after.items() if not math.isnan(value)}
-    metrics = {**choice.card.metrics,
-               "validation_dice": {name: None if math.isnan(v) else round(v, 4) for name, v in choice.after.items()},
-               "validation_mean_dice": round(sum(present.values()) / len(present), 4) if present else None,
-               "validation_cases": [case.name for case in cases],
+    device = select_device(args.device)
+    choice = choose_postprocessing(model, cases, device, say=say)
+    metrics = {**choice.card.metrics, **validation_metrics(choice.after, cases),
                "postprocessing_choice": {
-                   "before": {name: None if math.isnan(v) else round(v, 4) for name, v in choice.before.items()},
+                   "before": dice_for_card(choice.before),
                    "seconds_per_scan": {name: round(v, 3) for name, v in choice.seconds.items()},
-                   "tried": choice.tried, "device": select_device(args.device).type, "date": time.strftime("%Y-%m-%d"),
-                   "note": NOTE}}
+                   "tried": choice.tried, "device": device.type, "date": time.strftime("%Y-%m-%d"), "note": NOTE}}
     training = {**choice.card.training, "tune_command": "medseg " + shlex.join(sys.argv[1:])}
     card = dataclasses.replace(choice.card, metrics=metrics, training=training)
     save_model(output, card, model.network, half=_stored_in_half(source))

@@ -93,12 +93,19 @@ def model_grid_tensor(volume: Volume, card: ModelCard, device: torch.device) -> 
     flips = [3 - t for t in range(3) if mapping.flipped[t]]
     if flips:
         source = source.flip(flips)
-    grid = source.float()
-    lowest = float(grid.min()) if grid.numel() else 0.0
-    for t in range(3):
-        if mapping.model_shape[t] != grid.shape[3 - t]:
-            grid = _resample_axis(grid, 3 - t, mapping.model_shape[t], mapping.scale[t], lowest)
+    grid = _resample(source.float(), mapping.model_shape, mapping.scale)
     return grid.contiguous(), mapping, geometry
+
+
+def _resample(grid: torch.Tensor, shape: tuple[int, ...], scale: tuple[float, ...]) -> torch.Tensor:
+    """``grid`` (..., k, j, i) resampled to ``shape`` (x, y, z) voxels, image axis a scaled by ``scale[a]``; a
+    point past the last voxel's half-width takes the grid's lowest value."""
+    lowest = float(grid.min()) if grid.numel() else 0.0
+    for axis in range(3):
+        dim = grid.ndim - 1 - axis  # image axis x is the last array dim
+        if shape[axis] != grid.shape[dim]:
+            grid = _resample_axis(grid, dim, shape[axis], scale[axis], lowest)
+    return grid
 
 
 def _resample_axis(grid: torch.Tensor, dim: int, count: int, scale: float, outside: float) -> torch.Tensor:
@@ -122,11 +129,8 @@ def resampled(volume: Volume, spacing: tuple[float, float, float], device: torch
     """The volume at another spacing (same origin and direction, linear, voxel type kept), made on ``device``:
     for building test and benchmark volumes where SimpleITK is absent."""
     shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(volume.grid_shape[::-1], volume.spacing, spacing))
-    grid = torch.from_numpy(np.ascontiguousarray(volume.array)).to(device).float()
-    lowest = float(grid.min()) if grid.numel() else 0.0
-    for t in range(3):
-        if shape[t] != grid.shape[2 - t]:
-            grid = _resample_axis(grid, 2 - t, shape[t], volume.spacing[t] / spacing[t], lowest)
+    grid = _resample(upload_volume(volume.array, device).float(), shape,
+                     tuple(s / t for s, t in zip(volume.spacing, spacing)))
     array = grid.round().cpu().numpy().astype(volume.array.dtype) if np.issubdtype(volume.array.dtype, np.integer) \
         else grid.cpu().numpy().astype(volume.array.dtype)
     return Volume(array, spacing, volume.origin, volume.direction)

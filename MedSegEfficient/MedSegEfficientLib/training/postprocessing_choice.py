@@ -20,7 +20,7 @@ from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.model.postprocessing_rules import LabelCleanup, is_sided, left_right_axis
 from MedSegEfficientLib.model.weights import LoadedModel
 from MedSegEfficientLib.training.datasets import TrainingCase
-from MedSegEfficientLib.training.validation import renumbered
+from MedSegEfficientLib.training.validation import present_mean, renumbered
 
 ISLAND_CANDIDATES_MM3 = (100.0, 1000.0, 10000.0)
 MIN_GAIN = 0.001  # a Dice gain under this is noise on a few scans, not a reason to change the model
@@ -107,9 +107,9 @@ def choose_postprocessing(model: LoadedModel, cases: list[TrainingCase], device:
 
 
 def mean_dice(scores: dict[str, float]) -> float:
-    """The mean over the labels present (a NaN Dice: the label is in neither map)."""
-    present = [value for value in scores.values() if not math.isnan(value)]
-    return sum(present) / len(present) if present else 0.0
+    """The mean over the labels present, 0 where none is: the figure options are compared by."""
+    mean = present_mean(scores)
+    return 0.0 if mean is None else mean
 
 
 __all__ = ["Choice", "choose_postprocessing", "mean_dice", "mirroring_axes_allowed"]

@@ -24,7 +24,7 @@ from MedSegEfficientLib.inference.gpu.devices import describe_device, select_dev
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
 from MedSegEfficientLib.training.augmentation import training_transforms
-from MedSegEfficientLib.training.validation import validate
+from MedSegEfficientLib.training.validation import present_mean, validate, validation_metrics
 
 
 @dataclass
@@ -155,8 +155,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
         evaluated = round_to_half(network) if config.half_weights else network
         dice = validate(LoadedModel(card, evaluated), validation_cases, device, check_memory=False) \
             if validation_cases else {}
-        scored = [v for v in dice.values() if not math.isnan(v)]
-        mean_dice = float(np.mean(scored)) if scored else None
+        mean_dice = present_mean(dice)
         record = EpochRecord(epoch, float(np.mean(losses)), time.time() - epoch_start, dice, mean_dice)
         history.append(record)
         say(f"epoch {epoch}/{config.epochs} loss {record.train_loss:.4f} "
@@ -259,11 +258,7 @@ def _record_results(card: ModelCard, record: EpochRecord, validation_cases: list
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
     if record.dice:
-        card.metrics = {
-            "validation_dice": {k: (None if math.isnan(v) else round(v, 4)) for k, v in record.dice.items()},
-            "validation_mean_dice": None if record.mean_dice is None else round(record.mean_dice, 4),
-            "validation_cases": [case.name for case in validation_cases],
-        }
+        card.metrics = validation_metrics(record.dice, validation_cases)
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -5,6 +5,8 @@ Used by training every epoch and by ``medseg evaluate``; it imports no MONAI (tr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -32,6 +34,23 @@ def validate(model: LoadedModel, cases: list[TrainingCase], device: torch.device
     return {names[v]: s for v, s in scores.items()}
 
 
+def present_mean(scores: dict[str, float]) -> float | None:
+    """The mean Dice over the labels present (NaN: the label is in neither map); None where none is."""
+    present = [value for value in scores.values() if not math.isnan(value)]
+    return sum(present) / len(present) if present else None
+
+
+def dice_for_card(scores: dict[str, float]) -> dict[str, float | None]:
+    return {name: None if math.isnan(value) else round(value, 4) for name, value in scores.items()}
+
+
+def validation_metrics(scores: dict[str, float], cases: list[TrainingCase]) -> dict:
+    """What a card records of its validation: per-label Dice, their mean, the cases."""
+    mean = present_mean(scores)
+    return {"validation_dice": dice_for_card(scores), "validation_mean_dice": None if mean is None else round(mean, 4),
+            "validation_cases": [case.name for case in cases]}
+
+
 def renumbered(reference: np.ndarray, reference_values: dict[int, int] | None) -> np.ndarray:
     """The reference in the model's numbers: each model value where the reference has its number, else 0."""
     if reference_values is None:
@@ -42,4 +61,4 @@ def renumbered(reference: np.ndarray, reference_values: dict[int, int] | None) -
     return result
 
 
-__all__ = ["renumbered", "validate"]
+__all__ = ["dice_for_card", "present_mean", "renumbered", "validate", "validation_metrics"]
