@@ -150,27 +150,48 @@ def add_commands(commands) -> None:
     train.add_argument("data", nargs="?", help="folder with dataset.json, imagesTr/, labelsTr/")
     train.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     train.add_argument("--pairs", nargs="+", metavar="IMAGE:LABEL", help="image/label pairs instead of a folder")
-    train.add_argument("--network", default="monai_unet", help="registered network (medseg models lists them)")
-    train.add_argument("--preset", help="the network's preset (default: its default preset)")
-    train.add_argument("--args", default="{}", help="network constructor arguments as JSON")
-    train.add_argument("--dims", type=int, choices=[2, 3], default=3, help="3D tiles, or 2D axial slices")
-    train.add_argument("--patch-size", type=int, nargs="+", help="tile (3 values) or slice size (2 values) in voxels")
-    train.add_argument("--spacing", type=float, nargs="+", help="model spacing in mm (default: median of data)")
-    train.add_argument("--epochs", type=int, default=50, help="epochs to train (the best on validation is kept)")
-    train.add_argument("--iterations-per-epoch", type=int, default=50, help="batches per epoch")
-    train.add_argument("--batch-size", type=int, default=2, help="crops per batch")
-    train.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
-    add_device(train)
-    train.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
-    train.add_argument("--init", help="start from this model file's weights")
-    train.add_argument("--name", help="model name in the card")
-    train.add_argument("--description", default="", help="model description in the card")
-    train.add_argument("--seed", type=int, default=0, help="random seed")
-    train.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best model")
-    train.add_argument("--half-weights", action="store_true",
-                       help="store float16 weights (half the file); validation Dice is measured on them")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_options(train)
     train.set_defaults(module="train", handler="run")
+
+    # run by distill.py
+    distill = commands.add_parser("distill", help="train a student network on a teacher's soft targets")
+    distill.add_argument("teachers", nargs="*", metavar="TEACHER",
+                         help="teacher model files or model names (several: an ensemble)")
+    distill.add_argument("-o", "--output", required=True, help="student model file to write (.safetensors)")
+    distill.add_argument("--images", nargs="+", default=[], metavar="FOLDER_OR_FILE",
+                         help="unlabelled training images (files, folders of them, or DICOM folders)")
+    distill.add_argument("--soft-targets", nargs="+", default=[], metavar="IMAGE:PROBABILITIES",
+                         help="images with an outside teacher's probability map on their grid (one foreground "
+                              "channel for two classes, or one per class)")
+    distill.add_argument("--data", help="a labelled dataset folder (dataset.json): its labels are mixed into the "
+                                        "targets, its validation cases validate")
+    distill.add_argument("--validation", nargs="+", default=[], metavar="IMAGE:LABEL",
+                         help="labelled scans never trained on, to choose and score the student")
+    distill.add_argument("--label-weight", type=float, default=0.5,
+                         help="share of the reference labels in the target where an image has them (0..1)")
+    distill.add_argument("--labels", help="label names for outside teachers: a JSON list of labels or a dataset.json")
+    distill.add_argument("--modality", help="the images' modality (default: the teacher's; MR for outside teachers)")
+    distill.add_argument("--licence", default="", help="the student's licence and the teachers' terms, for its card")
+    distill.add_argument("--teacher-description", default="",
+                         help="who made the --soft-targets maps (tool, version, licence), for the card")
+    add_training_options(distill)
+    distill.set_defaults(module="distill", handler="run", network="tokenseg")
+
+    # run by fit.py
+    fitting = commands.add_parser("fit", help="train from a prepared run (medseg train|distill --prepare-only)")
+    fitting.add_argument("prepared", help="the prepared run (.npz)")
+    fitting.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    fitting.add_argument("--leave-out", nargs="+", default=[], metavar="NAME",
+                         help="training items to leave out (cross-validation folds from one prepared file)")
+    fitting.add_argument("--validate-on", nargs="+", metavar="NAME", help="validation cases to use (default: all)")
+    for flag, kind, meaning in (("--epochs", int, "epochs"), ("--iterations-per-epoch", int, "batches per epoch"),
+                                ("--batch-size", int, "crops per batch"), ("--lr", float, "AdamW learning rate"),
+                                ("--max-minutes", float, "stop after this many minutes, keeping the best model"),
+                                ("--workers", int, "data-loading worker processes"), ("--seed", int, "random seed")):
+        fitting.add_argument(flag, type=kind, help=f"{meaning} (default: as prepared)")
+    add_device(fitting)
+    fitting.add_argument("--quiet", action="store_true", help="no progress bar")
+    fitting.set_defaults(module="fit", handler="run")
 
     # run by bench.py
     bench = commands.add_parser("bench", help="benchmark networks through the engine on one input")
@@ -190,3 +211,33 @@ def add_commands(commands) -> None:
     bench.add_argument("--threads", type=int, help="CPU threads for torch")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(module="bench", handler="run")
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The network, grid and optimisation settings that train and distill share."""
+    parser.add_argument("--network", default="monai_unet", help="registered network (medseg models lists them)")
+    parser.add_argument("--preset", help="the network's preset (default: its default preset)")
+    parser.add_argument("--args", default="{}", help="network constructor arguments as JSON")
+    parser.add_argument("--dims", type=int, choices=[2, 3], default=3, help="3D tiles, or 2D axial slices")
+    parser.add_argument("--patch-size", type=int, nargs="+", help="tile (3 values) or slice size (2 values) in voxels")
+    parser.add_argument("--spacing", type=float, nargs="+", help="model spacing in mm (default: median of data)")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs to train (the best on validation is kept)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=50, help="batches per epoch")
+    parser.add_argument("--batch-size", type=int, default=2, help="crops per batch")
+    parser.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
+    add_device(parser)
+    parser.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    parser.add_argument("--init", help="start from this model file's weights")
+    parser.add_argument("--name", help="model name in the card")
+    parser.add_argument("--description", default="", help="model description in the card")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best model")
+    parser.add_argument("--half-weights", action="store_true",
+                       help="store float16 weights (half the file); validation Dice is measured on them")
+    parser.add_argument("--strong-augmentation", action=argparse.BooleanOptionalAction, default=None,
+                        help="bias field, lower resolution, wide contrast, larger rotations, flips where no label is "
+                             "sided (default: on for distill, off for train)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="write the prepared run (items on the model grid, targets, validation) to --output "
+                             "instead of training: medseg fit trains from it elsewhere, e.g. on a GPU node")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")

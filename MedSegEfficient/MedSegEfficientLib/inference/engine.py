@@ -205,20 +205,46 @@ class Segmenter:
     def _label_dtype(self) -> type:
         return np.uint8 if self.card.out_channels <= 256 else np.uint16
 
+    def probabilities(self, volume: Volume) -> tuple[torch.Tensor, Volume]:
+        """Softmax class probabilities (K, k, j, i), float32 on the CPU, on the model grid, and that grid's
+        geometry: a teacher's soft targets for distillation (training/soft_targets.py). No clean-up is applied."""
+        volume = segmentable(volume)
+        check_input(volume, self.card)
+        grid = to_model_grid(volume, self.card)
+        batch = self.options.batch_size or _default_batch(self.card.spatial_dims, self.device, False)
+        tracker = _Tracker(None, None)
+        autocast = torch.autocast("cuda", dtype=torch.float16,
+                                  enabled=self.device.type == "cuda" and self.options.mixed_precision)
+        with torch.inference_mode(), autocast:
+            if self.card.spatial_dims == 3:
+                scores = self._volume_scores(grid, batch, tracker, self.model.network)[0]
+                return torch.softmax(scores.float(), 0).cpu(), grid.geometry
+            axis = 3 - self.card.slice_axis
+            mirrored = self._mirrored(self.model.network)
+            parts = [torch.softmax(self._forward_2d(slices, mirrored).float(), 1).cpu()
+                     for _, slices in slice_batches(grid.array, axis, batch, self.device)]
+        return torch.cat(parts).movedim(1, 0).movedim(1, axis), grid.geometry  # (n, K, H, W) to (K, k, j, i)
+
     def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        graphed = self._graphs_wanted(grid, batch) and self.card.patch_size is not None
+        forward = self._graphed_forward(("3d", batch, tuple(self.card.patch_size))) if graphed else self.model.network
+        logits = self._volume_scores(grid, batch, tracker, forward)
+        self._note_graph(forward)
+        return self._argmax_labels(logits[0])
+
+    def _volume_scores(self, grid: ModelGrid, batch: int, tracker: "_Tracker",
+                       forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Blended class scores (1, K, k, j, i) of the whole model grid."""
         image = torch.as_tensor(grid.array)[None].to(self.device)
         spatial = tuple(image.shape[2:])
         if self.card.patch_size is None:  # whole volume at once, padded to the network's divisor
             tracker.expect(1)
-            logits = _forward_padded(self._mirrored(self.model.network), image, self._size_divisor())
+            logits = _forward_padded(self._mirrored(forward), image, self._size_divisor())
             tracker.advance()
         else:
             roi = tuple(self.card.patch_size)
             overlap = self.options.tile_overlap()
             tracker.expect(count_batches(spatial, roi, overlap, batch))
-
-            forward = self._graphed_forward(("3d", batch, roi)) if self._graphs_wanted(grid, batch) else self.model.network
-
             mirrored = self._mirrored(forward)
 
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
@@ -232,10 +258,9 @@ class Segmenter:
             # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
             logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
                                     output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
-            self._note_graph(forward)
-            del forward, mirrored, predictor
+            del mirrored, predictor
         del image
-        return self._argmax_labels(logits[0])
+        return logits
 
     def _argmax_labels(self, scores: torch.Tensor) -> np.ndarray:
         """Labels from (K, k, j, i) class scores, slab by slab: argmax's int64 result never covers the volume."""

@@ -1,6 +1,8 @@
 """Training augmentation from MONAI: foreground-biased crops, small affine changes, intensity jitter.
 
-No flips: many labels are sided (left and right kidney), and a flip would teach the network to swap them.
+No flips by default: many labels are sided (left and right kidney), and a flip would teach the network to swap
+them. ``strong`` (distillation, and models meant for many scanners) adds a bias field, a lower resolution, wider
+contrast and noise, larger rotations, and flips where no label is sided.
 A random slab keeps only a few slices of a 3D crop (the rest filled with air), so that a model trained on
 whole-body scans also works on partial acquisitions of a few centimetres.
 """
@@ -38,34 +40,54 @@ class RandSlabd(_randomizable()):
         outside = np.ones(depth, bool)
         outside[start:start + thickness] = False
         data = dict(data)
-        data["image"] = data["image"].clone() if hasattr(data["image"], "clone") else data["image"].copy()
-        data["label"] = data["label"].clone() if hasattr(data["label"], "clone") else data["label"].copy()
-        data["image"][:, outside] = self.pad_value
-        data["label"][:, outside] = 0
+        for key, fill in (("image", self.pad_value), ("label", 0), ("soft", 0.0)):  # soft: foreground probabilities
+            if key in data:
+                data[key] = data[key].clone() if hasattr(data[key], "clone") else data[key].copy()
+                data[key][:, outside] = fill
         return data
 
 
-def training_transforms(spatial_dims: int, patch_size: list[int], pad_value: float = 0.0):
+def training_transforms(spatial_dims: int, patch_size: list[int], pad_value: float = 0.0, soft: bool = False,
+                        strong: bool = False, flips: bool = False):
+    """``soft``: items carry ``soft`` foreground probabilities, moved with the image (linear) and padded with 0."""
     from monai import transforms as T
 
-    keys = ["image", "label"]
+    keys = ["image", "label"] + (["soft"] if soft else [])
+    zero_padded = keys[1:]
+    modes = ("bilinear", "nearest") + (("bilinear",) if soft else ())
     if spatial_dims == 3:
         crop_size, squeeze = list(patch_size), []
     else:  # 2D: crop one slice (array axis 1 is z) and drop that axis
         crop_size, squeeze = [1, *patch_size], [T.SqueezeDimd(keys, dim=1)]
-    angle = math.radians(15)
+    angle = math.radians(30 if strong else 15)
+    rotations = 3 if spatial_dims == 3 else 1
     return T.Compose([
         T.SpatialPadd("image", spatial_size=crop_size, mode="constant", value=pad_value),
-        T.SpatialPadd("label", spatial_size=crop_size, mode="constant"),
+        T.SpatialPadd(zero_padded, spatial_size=crop_size, mode="constant"),
         T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=crop_size, pos=2, neg=1, num_samples=1,
                                  allow_smaller=True),
         *squeeze,
         *([RandSlabd(prob=0.35, pad_value=pad_value)] if spatial_dims == 3 else []),
-        T.RandAffined(keys, prob=0.3, rotate_range=[angle] * (3 if spatial_dims == 3 else 1),
-                      scale_range=[0.2] * spatial_dims, mode=("bilinear", "nearest"), padding_mode="border"),
+        *([T.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(spatial_dims)] if flips else []),
+        T.RandAffined(keys, prob=0.5 if strong else 0.3, rotate_range=[angle] * rotations,
+                      scale_range=[0.25 if strong else 0.2] * spatial_dims, mode=modes, padding_mode="border"),
+        *(_strong_intensity() if strong else []),
         T.RandGaussianNoised("image", prob=0.15, std=0.1),
         T.RandScaleIntensityd("image", factors=0.1, prob=0.3),
         T.RandShiftIntensityd("image", offsets=0.1, prob=0.3),
         T.RandAdjustContrastd("image", prob=0.2, gamma=(0.75, 1.5)),
         T.ToTensord(keys, track_meta=False),
     ])
+
+
+def _strong_intensity() -> list:
+    """What differs between scanners and protocols: coil bias, slice thickness, contrast, noise and blur."""
+    from monai import transforms as T
+
+    return [
+        T.RandBiasFieldd("image", prob=0.3, coeff_range=(0.1, 0.4)),
+        T.RandSimulateLowResolutiond("image", prob=0.25, zoom_range=(0.4, 1.0)),
+        T.RandGaussianSmoothd("image", prob=0.15, sigma_x=(0.5, 1.2), sigma_y=(0.5, 1.2), sigma_z=(0.5, 1.2)),
+        T.RandAdjustContrastd("image", prob=0.3, gamma=(0.5, 2.0)),
+        T.RandGaussianNoised("image", prob=0.2, std=0.2),
+    ]

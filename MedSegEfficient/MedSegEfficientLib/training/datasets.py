@@ -116,7 +116,7 @@ def _pairs_from_folders(folder: Path, split: str) -> list[CasePaths]:
         return []
     cases = []
     for label in sorted(p for p in labels.iterdir() if p.name.endswith(IMAGE_SUFFIXES)):
-        stem = _stem(label.name)
+        stem = image_stem(label.name)
         candidates = [images / f"{stem}_0000{_suffix(label.name)}", images / label.name]
         image = next((c for c in candidates if c.is_file()), None)
         if image is None:
@@ -129,7 +129,7 @@ def _suffix(name: str) -> str:
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")  # "" for a DICOM folder
 
 
-def _stem(name: str) -> str:
+def image_stem(name: str) -> str:
     return re.sub(re.escape(_suffix(name)) + "$", "", name)
 
 
@@ -146,7 +146,7 @@ def load_cases(paths: list[CasePaths]) -> list[TrainingCase]:
                               f"{image.grid_shape}: a label map must cover its image (2D with 2D, 3D with 3D)")
         if not labels.same_grid(image, tolerance=1e-3):  # e.g. a mask stored with another axis order
             labels = image.with_array(resample_labels(labels.array, labels, image))
-        cases.append(TrainingCase(_stem(pair.image.name), image, labels))
+        cases.append(TrainingCase(image_stem(pair.image.name), image, labels))
     return cases
 
 

@@ -23,7 +23,9 @@ from MedSegEfficientLib.training.datasets import DatasetDescription, TrainingCas
 from MedSegEfficientLib.inference.gpu.devices import describe_device, select_device
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
+from MedSegEfficientLib.model.postprocessing_rules import is_sided
 from MedSegEfficientLib.training.augmentation import training_transforms
+from MedSegEfficientLib.training.soft_targets import with_background
 from MedSegEfficientLib.training.validation import present_mean, validate, validation_metrics
 
 
@@ -47,6 +49,7 @@ class TrainConfig:
     description: str = ""
     workers: int = 0
     validation_fraction: float = 0.2
+    strong_augmentation: bool = False  # bias field, resolution, wider contrast, larger rotations, flips if unsided
     half_weights: bool = False  # store float16 weights; validation then runs on the float16-rounded weights
     max_minutes: float | None = None  # stop within a batch of this wall time (after validating), keeping the best
     command: str = ""  # the command line, recorded in the card for provenance
@@ -79,12 +82,43 @@ class EpochRecord:
 
 
 def train(description: DatasetDescription, output: Path, config: TrainConfig,
-          log: Callable[[str], None] = print, show_progress: bool = True) -> ModelCard:
+          log: Callable[[str], None] = print, show_progress: bool = True, prepare_only: bool = False) -> ModelCard:
+    """Train and write the best model to ``output``; ``prepare_only``: write the prepared run there instead
+    (training/prepared.py), for ``medseg fit`` elsewhere."""
+    config.check()
+    training_cases = load_cases(description.training)
+    validation_cases = load_cases(description.validation)
+    if not validation_cases and len(training_cases) > 1:
+        held = max(1, int(round(len(training_cases) * config.validation_fraction)))
+        validation_cases, training_cases = training_cases[-held:], training_cases[:-held]
+    card = _initial_card(description, training_cases, config)
+    items = [labelled_item(case, card) for case in training_cases]
+    if prepare_only:
+        from MedSegEfficientLib.training.prepared import PreparedRun, save_prepared
+
+        save_prepared(Path(output), PreparedRun(card, items, [case.name for case in training_cases],
+                                                validation_cases, config))
+        return card
+    return fit(card, items, validation_cases, Path(output), config, log, show_progress)
+
+
+def labelled_item(case: TrainingCase, card: ModelCard) -> dict[str, np.ndarray]:
+    """A case on the model grid, as the loader takes it: the image (C, ...) and its labels (1, ...)."""
+    grid = to_model_grid(case.image, card)
+    labels = resample_labels(case.labels.array, case.labels, grid.geometry)
+    return {"image": grid.array, "label": labels[np.newaxis].astype(np.int64)}
+
+
+def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: list[TrainingCase], output: Path,
+        config: TrainConfig, log: Callable[[str], None] = print, show_progress: bool = True,
+        provenance: dict[str, Any] | None = None) -> ModelCard:
+    """Train ``card``'s network on model-grid items; keep the model that validates best. Items with a ``soft``
+    entry (K - 1 foreground probabilities, training/soft_targets.py) are fitted to it, with ``label`` only
+    steering the crops; all items of one run are of one kind."""
     config.check()
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     device = select_device(config.device)
-    output = Path(output)
     log_path = output.with_suffix(".train.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "w", buffering=1)  # line-buffered, so that `tail -f` follows it
@@ -93,24 +127,22 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
         log(message)
         log_file.write(message + "\n")
 
-    training_cases = load_cases(description.training)
-    validation_cases = load_cases(description.validation)
-    if not validation_cases and len(training_cases) > 1:
-        held = max(1, int(round(len(training_cases) * config.validation_fraction)))
-        validation_cases, training_cases = training_cases[-held:], training_cases[:-held]
-    card = _initial_card(description, training_cases, config)
+    soft = "soft" in items[0]
     network = build_from_card(card)
     if config.init:
         _initialise_from(network, config.init)
     network.to(device)
     say(f"training {card.network.name} ({sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters) "
-        f"on {len(training_cases)} case(s), validating on {len(validation_cases)}, device {describe_device(device)}")
+        f"on {len(items)} case(s), validating on {len(validation_cases)}, device {describe_device(device)}"
+        + (", soft targets" if soft else ""))
     say(f"model grid: spacing {card.spacing}, patch {card.patch_size}, normalisation {card.normalization}")
 
-    loader = _training_loader(training_cases, card, config)
+    loader = _training_loader(items, card, config, soft)
     from monai.losses import DiceCELoss
 
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    # Soft targets are class probabilities of the same shape as the logits: Dice and cross-entropy take them as
+    # they are (soft Dice, and cross-entropy against a distribution).
+    loss_function = DiceCELoss(to_onehot_y=not soft, softmax=True)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     total_steps = config.epochs * config.iterations_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
@@ -118,7 +150,6 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     progress = _progress_bar(total_steps, show_progress)
     best: float | None = None
-    history: list[EpochRecord] = []
     started = time.time()
     deadline = started + 60 * config.max_minutes if config.max_minutes is not None else math.inf
     for epoch in range(1, config.epochs + 1):
@@ -130,11 +161,12 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
                     f"of {config.iterations_per_epoch} batches")
                 break
             images, labels = batch["image"].to(device), batch["label"].to(device)
+            target = with_background(batch["soft"].to(device).float()) if soft else labels
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 logits = network(images)
             # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
-            loss = _supervised_loss(loss_function, logits, labels) + _extra_loss(network, labels)
+            loss = _supervised_loss(loss_function, logits, target, soft) + _extra_loss(network, labels)
             if not torch.isfinite(loss):
                 skipped += 1
                 scheduler.step()
@@ -157,14 +189,13 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
             if validation_cases else {}
         mean_dice = present_mean(dice)
         record = EpochRecord(epoch, float(np.mean(losses)), time.time() - epoch_start, dice, mean_dice)
-        history.append(record)
         say(f"epoch {epoch}/{config.epochs} loss {record.train_loss:.4f} "
             + (f"val mean Dice {mean_dice:.4f} " if mean_dice is not None else "")
             + " ".join(f"{k}={v:.3f}" for k, v in dice.items()) + f" ({record.seconds:.1f} s)" + _network_report(network))
         score = mean_dice if mean_dice is not None else -record.train_loss
         if best is None or score > best:
             best = score
-            _record_results(card, record, validation_cases, config, device, time.time() - started)
+            _record_results(card, record, validation_cases, config, device, time.time() - started, provenance)
             save_model(output, card, network, half=config.half_weights)
             say(f"saved {output} (epoch {epoch})")
         if time.time() > deadline:
@@ -192,17 +223,14 @@ def _initial_card(description: DatasetDescription, cases: list[TrainingCase], co
     return card
 
 
-def _training_loader(cases: list[TrainingCase], card: ModelCard, config: TrainConfig):
+def _training_loader(items: list[dict[str, np.ndarray]], card: ModelCard, config: TrainConfig, soft: bool):
     from monai.data import DataLoader, Dataset
 
-    items = []
-    for case in cases:
-        grid = to_model_grid(case.image, card)
-        labels = resample_labels(case.labels.array, case.labels, grid.geometry)
-        items.append({"image": grid.array, "label": labels[np.newaxis].astype(np.int64)})
     patch = config.patch_size or (card.patch_size if card.spatial_dims == 3 else [256, 256])
     pad_value = min(float(item["image"].min()) for item in items)  # air, as the engine pads at inference
-    transforms = training_transforms(card.spatial_dims, list(patch), pad_value)
+    flips = not any(is_sided(label.name, label.modifier) for label in card.labels)
+    transforms = training_transforms(card.spatial_dims, list(patch), pad_value, soft=soft,
+                                     strong=config.strong_augmentation, flips=flips and config.strong_augmentation)
     # One pass of the loader is one epoch: the cases repeat so that each epoch draws
     # iterations_per_epoch batches of random crops, and worker processes start once.
     draws = config.iterations_per_epoch * config.batch_size
@@ -211,16 +239,19 @@ def _training_loader(cases: list[TrainingCase], card: ModelCard, config: TrainCo
                       num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=True)
 
 
-def _supervised_loss(loss_function, logits, labels: torch.Tensor) -> torch.Tensor:
-    """One output, or deep supervision (full resolution first): scales weighted 1, 1/2, 1/4, ... as nnU-Net does."""
+def _supervised_loss(loss_function, logits, target: torch.Tensor, soft: bool = False) -> torch.Tensor:
+    """One output, or deep supervision (full resolution first): scales weighted 1, 1/2, 1/4, ... as nnU-Net does.
+    Labels shrink to a coarser scale by nearest neighbour, soft targets by averaging."""
     if isinstance(logits, torch.Tensor):
-        return loss_function(logits.float(), labels)
+        return loss_function(logits.float(), target)
     weights = [0.5 ** index for index in range(len(logits))]
     total = 0.0
     for weight, scale in zip(weights, logits):
-        target = labels if scale.shape[2:] == labels.shape[2:] else torch.nn.functional.interpolate(
-            labels.float(), size=scale.shape[2:], mode="nearest").long()
-        total = total + weight * loss_function(scale.float(), target)
+        scaled = target
+        if scale.shape[2:] != target.shape[2:]:
+            scaled = torch.nn.functional.interpolate(target.float(), size=scale.shape[2:], mode="area") if soft \
+                else torch.nn.functional.interpolate(target.float(), size=scale.shape[2:], mode="nearest").long()
+        total = total + weight * loss_function(scale.float(), scaled)
     return total / sum(weights)
 
 
@@ -246,7 +277,8 @@ def _initialise_from(network: torch.nn.Module, path: str) -> None:
 
 
 def _record_results(card: ModelCard, record: EpochRecord, validation_cases: list[TrainingCase],
-                    config: TrainConfig, device: torch.device, seconds: float) -> None:
+                    config: TrainConfig, device: torch.device, seconds: float,
+                    provenance: dict[str, Any] | None = None) -> None:
     card.training = {
         "command": config.command or "medseg train (from Python)",
         "config": {k: v for k, v in config.__dict__.items() if k != "command"},
@@ -256,6 +288,7 @@ def _record_results(card: ModelCard, record: EpochRecord, validation_cases: list
         "train_loss": round(record.train_loss, 5),
         "seconds": round(seconds, 1),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        **(provenance or {}),
     }
     if record.dice:
         card.metrics = validation_metrics(record.dice, validation_cases)
@@ -267,4 +300,4 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, disable=not enabled, unit="it", dynamic_ncols=True)
 
 
-__all__ = ["TrainConfig", "train", "validate"]
+__all__ = ["TrainConfig", "fit", "labelled_item", "train", "validate"]

@@ -1,0 +1,30 @@
+"""``medseg fit``: train from a prepared run, with the settings it was prepared with unless given here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+OVERRIDES = {"epochs": "epochs", "iterations_per_epoch": "iterations_per_epoch", "batch_size": "batch_size",
+             "lr": "learning_rate", "max_minutes": "max_minutes", "workers": "workers", "seed": "seed"}
+
+
+def run(args: argparse.Namespace) -> int:
+    from MedSegEfficientLib.cli.train import report_written
+    from MedSegEfficientLib.training.prepared import load_prepared
+    from MedSegEfficientLib.training.trainer import fit
+
+    prepared = load_prepared(Path(args.prepared)).without(args.leave_out)
+    if args.validate_on:
+        prepared = prepared.validated_on(args.validate_on)
+    changes = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
+    config = dataclasses.replace(prepared.config, device=args.device, **changes)
+    config.check()
+    command = "medseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    provenance = {**prepared.provenance, "fit_command": command, "training_items": prepared.item_names}
+    card = fit(prepared.card, prepared.items, prepared.validation, Path(args.output), config,
+               show_progress=not args.quiet, provenance=provenance)
+    return report_written(args, card)
