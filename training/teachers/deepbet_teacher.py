@@ -5,7 +5,9 @@ the product never does. Our own implementation of deepbet's published two-stage 
 finds the brain's box, the box at 256^3 gives the brain probability. Output: a foreground probability map on
 the image's own grid (the soft target) and the thresholded mask, largest piece and holes filled (deepbet's mask).
 
-    python training/teachers/deepbet_teacher.py DEEPBET_WHEEL_DIR IMAGE PROBABILITY_OUT MASK_OUT
+    python training/teachers/deepbet_teacher.py MODELS_FOLDER IMAGE PROBABILITY_OUT MASK_OUT
+
+MODELS_FOLDER holds deepbet's bbox_model.pt and model.pt (the wheel's data/models/).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ CONTRAST = (0.449, 0.226)  # deepbet maps the standardised image to this mean an
 
 
 class DeepbetTeacher:
-    def __init__(self, package_root: Path, device: str = "cpu") -> None:
-        models = Path(package_root) / "data" / "models"
+    def __init__(self, models: Path, device: str = "cpu") -> None:
+        models = Path(models)
         self.device = torch.device(device)
         self.box_model = torch.jit.load(str(models / "bbox_model.pt"), map_location=self.device).eval()
         self.brain_model = torch.jit.load(str(models / "model.pt"), map_location=self.device).eval()
@@ -84,10 +86,10 @@ def _box(mask_small: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def main(package_root: str, image_path: str, probability_path: str, mask_path: str) -> None:
+def main(models: str, image_path: str, probability_path: str, mask_path: str) -> None:
     started = time.perf_counter()
     image = sitk.ReadImage(image_path)
-    probability = DeepbetTeacher(Path(package_root)).probability(image)
+    probability = DeepbetTeacher(Path(models)).probability(image)
     sitk.WriteImage(probability, probability_path, useCompression=True)
     sitk.WriteImage(brain_mask(probability), mask_path, useCompression=True)
     print(f"{Path(image_path).name}: deepbet {time.perf_counter() - started:.1f} s")

@@ -184,6 +184,10 @@ def add_commands(commands) -> None:
     fitting.add_argument("--leave-out", nargs="+", default=[], metavar="NAME",
                          help="training items to leave out (cross-validation folds from one prepared file)")
     fitting.add_argument("--validate-on", nargs="+", metavar="NAME", help="validation cases to use (default: all)")
+    fitting.add_argument("--network", metavar="NAME[:PRESET]",
+                         help="another network on the same prepared items (default: as prepared)")
+    fitting.add_argument("--args", help="that network's constructor arguments as JSON (default: none)")
+    fitting.add_argument("--name", help="model name in the card (default: as prepared)")
     for flag, kind, meaning in (("--epochs", int, "epochs"), ("--iterations-per-epoch", int, "batches per epoch"),
                                 ("--batch-size", int, "crops per batch"), ("--lr", float, "AdamW learning rate"),
                                 ("--max-minutes", float, "stop after this many minutes, keeping the best model"),
