@@ -25,5 +25,5 @@ status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 for log in /tmp/fit_logs/*.out; do echo "== $log"; tail -3 "$log"; done
 cp /tmp/fit_logs/*.safetensors "$out"/ 2>/dev/null
-tar -C /tmp/fit_logs -czf "$out/fit_logs.tar.gz" .
+tar -C /tmp/fit_logs -czf "$out/fit_logs.tar.gz" --exclude="*.safetensors" .
 exit $status

@@ -6,6 +6,7 @@ Heads (each file pinned by SHA-256):
 - mni152: the MNI152 2009c T1 template, 1 mm, already skull-stripped (nilearn 0.14.1, BSD-3): its nonzero voxels
   are its brain mask;
 - brain1, brain2: clinical T1 heads, 0.78 x 0.78 x 6.5 mm (pyradiomics 3.1.0 test data, BSD-3).
+Each head also gets validate_NAME/, a dataset folder with that head and deepbet's mask for medseg tune.
 The teacher is deepbet 1.0.2 (MIT), run by training/teachers/deepbet_teacher.py. Each head also gets a 2 mm copy
 of itself and of deepbet's mask, so that a GPU node without SimpleITK can choose epochs on it (medseg fit); the
 figures in the card are measured afterwards on the original grids (medseg tune).
@@ -115,8 +116,21 @@ def main(out: Path) -> None:
             sitk.WriteImage(atlas_mask, str(out / "atlas" / f"{name}_mask.nii.gz"), useCompression=True)
         volume_ml = float(sitk.GetArrayViewFromImage(mask).sum()) * np.prod(mask.GetSpacing()) / 1000
         print(f"{name}: deepbet brain {volume_ml:.0f} ml")
+        validation_folder(out / f"validate_{name}", name, out / "heads" / f"{name}_t1.nii.gz",
+                          out / "teacher" / f"{name}_mask.nii.gz")
     (out / "labels.json").write_text(json.dumps(LABELS, indent=2))
     print(f"wrote {out}")
+
+
+def validation_folder(folder: Path, name: str, image: Path, mask: Path) -> None:
+    """A dataset folder whose one validation case is a head and deepbet's mask, on its own grid (medseg tune)."""
+    for split, source, target in (("images", image, f"{name}_0000.nii.gz"), ("labels", mask, f"{name}.nii.gz")):
+        (folder / f"{split}Val").mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folder / f"{split}Val" / target)
+    dataset = {"name": f"BrainExtraction_{name}", "channel_names": {"0": "MR"},
+               "labels": {"background": 0, "brain": 1}, "medseg_labels": LABELS,
+               "imagesTr": [], "reference": "deepbet 1.0.2's mask (agreement with deepbet)"}
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
 
 
 if __name__ == "__main__":

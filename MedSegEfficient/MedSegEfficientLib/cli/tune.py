@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if output.resolve() == source.resolve():
         raise MedSegError("the tuned model must go to a new file (-o), never over the model it starts from")
     check_writable(output)
-    dataset = describe_folder(Path(args.data))
+    dataset = describe_folder(Path(args.data), need_training=False)
     if not dataset.validation:
         raise MedSegError(f"{args.data} has no validation cases (imagesVal/labelsVal or dataset.json 'validation')")
     model = load_model(source)

@@ -50,7 +50,8 @@ class DatasetDescription:
     modality: str
 
 
-def describe_folder(folder: Path) -> DatasetDescription:
+def describe_folder(folder: Path, need_training: bool = True) -> DatasetDescription:
+    """``need_training=False``: a folder of validation cases only (medseg tune) is fine."""
     folder = Path(folder)
     meta_path = folder / "dataset.json"
     if not meta_path.is_file():
@@ -64,7 +65,7 @@ def describe_folder(folder: Path) -> DatasetDescription:
     labels = parse_labels(meta)
     training = _pairs_from_listing(folder, meta.get("training")) or _pairs_from_folders(folder, "Tr")
     validation = _pairs_from_listing(folder, meta.get("validation")) or _pairs_from_folders(folder, "Val")
-    if not training:
+    if not training and need_training:
         raise MedSegError(f"{folder} has no training cases (imagesTr/labelsTr)")
     return DatasetDescription(training, validation, labels, dataset_modality(meta))
 
