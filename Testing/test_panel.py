@@ -19,6 +19,7 @@ slicer = pytest.importorskip("slicer")
 pytest.importorskip("PySide6")
 
 from models_for_tests import write_threshold_model  # noqa: E402
+from MedSegEfficientLib.model.library import SHIPPED_MODELS_DIR  # noqa: E402
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "Resources" / "Screenshots" / "panel.png"
 
@@ -110,7 +111,8 @@ def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel
     panel._parameterNode.inputVolume = rgb
     selector = panel.ui.modelSelector.qobject
     assert [selector.itemText(i) for i in range(selector.count())] == ["RGB bands"]
-    assert "6 model(s) hidden" in panel.ui.hiddenModelsLabel.text
+    shipped = len(list(SHIPPED_MODELS_DIR.glob("*.safetensors")))
+    assert f"{shipped} model(s) hidden" in panel.ui.hiddenModelsLabel.text
     assert "needs 1 channel(s); the input has 3 channel(s)" in panel.ui.hiddenModelsLabel.text
     assert panel.ui.segmentButton.enabled
     panel.ui.segmentButton.click()  # the RGB slice through the 2D model
@@ -125,6 +127,31 @@ def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel
     titles = [selector.itemText(i) for i in range(selector.count())]
     assert titles and all("2D" in title for title in titles)  # the shipped 2D CT models
     assert "a 3D model; the input is a single slice" in panel.ui.hiddenModelsLabel.text
+
+
+@pytest.mark.slow
+def test_the_nuclei_model_segments_a_real_single_slice_image(panel, application, slicer_logics, samples):
+    """stardist's fluorescence image as a one-slice volume: the 2D nuclei model is offered and its segment
+    agrees with the image's nucleus mask (the right part of it was never trained on)."""
+    import vtk
+    from MedSegEfficientLib.io.images import read_image
+
+    image, instances = read_image(samples["nuclei_2d"]), read_image(samples["nuclei_2d_mask"])
+    node = slicer_logics.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "nuclei")
+    slicer.util.updateVolumeFromArray(node, image.array)
+    panel._parameterNode.inputVolume = node
+    panel.ui.deviceSelector.qobject.setCurrentText("CPU")
+    choose_model(panel, "nuclei_2d_tm_unet")
+    panel.ui.segmentButton.click()
+    wait_until_done(panel, application)
+    segmentation = slicer_logics.scene.GetNodesByClass("vtkMRMLSegmentationNode").GetItemAsObject(0)
+    ids = vtk.vtkStringArray()
+    segmentation.GetSegmentation().GetSegmentIDs(ids)
+    assert [segmentation.GetSegmentation().GetSegment(ids.GetValue(0)).GetName()] == ["nucleus"]
+    labelmap = slicer_logics.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, ids, labelmap, node)
+    found, truth = slicer.util.arrayFromVolume(labelmap) > 0, instances.array > 0
+    assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.9
 
 
 def test_import_of_a_good_and_a_bad_model_file(panel, slicer_logics, samples, user_models, tmp_path):

@@ -110,7 +110,7 @@ def add_commands(commands) -> None:
     evaluate.set_defaults(module="evaluate", handler="run")
 
     # run by sample_data.py
-    sample = commands.add_parser("sample-data", help="fetch the real sample CTs (TotalSegmentator 2.18.0, via pip)")
+    sample = commands.add_parser("sample-data", help="fetch the real sample images via pip: CTs (TotalSegmentator 2.18.0), a T1 head (pyradiomics 3.1.0), fluorescence nuclei (stardist 0.9.2)")
     sample.add_argument("--json", action="store_true", help="print the paths as JSON")
     sample.add_argument("--path", metavar="NAME", help="print only this sample's path (e.g. example_ct)")
     sample.set_defaults(module="sample_data", handler="run")

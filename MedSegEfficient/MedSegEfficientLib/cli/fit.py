@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from MedSegEfficientLib.errors import MedSegError
@@ -41,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         changes["name"] = args.name
     config = dataclasses.replace(prepared.config, device=args.device, **changes)
     config.check()
-    command = "medseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = args.command_line
     provenance = {**prepared.provenance, "fit_command": command, "training_items": prepared.item_names}
     card = fit(card, prepared.items, prepared.validation, Path(args.output), config,
                show_progress=not args.quiet, provenance=provenance)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -26,6 +27,8 @@ EXIT_CANCELLED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # What the cards record as the command that made a model: the words given, however main was called.
+    args.command_line = "medseg " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
         command = importlib.import_module(f"MedSegEfficientLib.cli.{args.module}")
         return int(getattr(command, args.handler)(args) or 0)

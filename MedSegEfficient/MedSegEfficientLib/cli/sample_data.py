@@ -1,4 +1,4 @@
-"""``medseg sample-data``: fetch the real sample CTs (TotalSegmentator 2.18.0, via pip) and print their paths."""
+"""``medseg sample-data``: fetch the real sample images (CT, a T1 head, 2D nuclei; via pip) and print their paths."""
 
 from __future__ import annotations
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from MedSegEfficientLib.errors import MedSegError
@@ -44,7 +42,7 @@ def training_config(args: argparse.Namespace, strong_by_default: bool):
         iterations_per_epoch=args.iterations_per_epoch, batch_size=args.batch_size, learning_rate=args.lr,
         device=args.device, seed=args.seed, init=args.init, name=args.name, description=args.description,
         workers=args.workers, max_minutes=args.max_minutes, half_weights=args.half_weights,
-        strong_augmentation=strong, command="medseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        strong_augmentation=strong, command=args.command_line,
     )
 
 

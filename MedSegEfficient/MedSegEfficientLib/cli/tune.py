@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                    "before": dice_for_card(choice.before),
                    "seconds_per_scan": {name: round(v, 3) for name, v in choice.seconds.items()},
                    "tried": choice.tried, "device": device.type, "date": time.strftime("%Y-%m-%d"), "note": NOTE}}
-    training = {**choice.card.training, "tune_command": "medseg " + shlex.join(sys.argv[1:])}
+    training = {**choice.card.training, "tune_command": args.command_line}
     card = dataclasses.replace(choice.card, metrics=metrics, training=training)
     save_model(output, card, model.network, half=_stored_in_half(source))
     rules = ", ".join(f"{name}: {'largest piece' if rule.largest_component else f'islands < {rule.min_island_mm3:g} mm3'}"
