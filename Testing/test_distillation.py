@@ -153,3 +153,26 @@ def test_bad_sources_get_one_line_and_touch_nothing(tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert code != 0 and len(err.strip().splitlines()) == 1, err
     assert not output.exists() and teacher.read_bytes() == before
+
+
+def test_partial_labels_take_the_teacher_for_the_structures_they_do_not_label():
+    from MedSegEfficientLib.training.distillation import mix_labels
+
+    truth = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])  # channels: aorta (labelled), liver, spleen; 2 voxels
+    teacher = np.array([[0.2, 0.1], [0.7, 0.8], [0.1, 0.05]])
+    labelled = np.array([True, False, False])
+    target = mix_labels(truth, teacher, 0.5, labelled)
+    assert np.allclose(target[0], [0.6, 0.05])  # the labels mixed in where they exist
+    assert np.allclose(target[1:, 1], teacher[1:, 1])  # room left: the teacher's as it was
+    assert np.isclose(target[:, 0].sum(), 1.0) and np.allclose(target[1:, 0] / target[1:, 0].sum(), [0.875, 0.125])
+    full = mix_labels(truth, teacher, 0.5, np.ones(3, bool))
+    assert np.allclose(full, 0.5 * truth + 0.5 * teacher)
+
+
+def test_training_refuses_a_partly_labelled_case(tmp_path, capsys):
+    images, labels = _phantom_files(tmp_path, [1], with_labels=True)
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "labels": {"background": 0, "big": 1, "small": 2}, "channel_names": {"0": "CT"},
+        "training": [{"image": images[0].name, "label": labels[0].name, "labelled": ["big"]}]}))
+    code = main(["train", str(tmp_path), "-o", str(tmp_path / "m.safetensors"), *STUDENT])
+    assert code != 0 and "medseg distill" in capsys.readouterr().err

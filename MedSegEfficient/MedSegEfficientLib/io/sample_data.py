@@ -44,6 +44,8 @@ TOTALSEGMENTATOR = SampleSource(
                               "98af7f6536c316ff9084054f20956cd3e28af376b81d582d269fbea2744878fc"),
         "aorta_ct": ("aorta_report/example_ct.nii.gz",
                      "372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12"),
+        "aorta_ct_aorta": ("aorta_report/test_result/models/aorta.nii.gz",  # on a crop of aorta_ct's grid
+                           "7fa1b813c63abcbe455b62a510c5e7a00fe0998f30541d5a8af46b20a88dd7f7"),
     }, ("--no-binary", ":all:"))
 # pyradiomics 3.1.0 (BSD-3): its sdist's metadata says 3.0.1a1, so pip takes it only as a direct reference.
 PYRADIOMICS = SampleSource(
@@ -51,6 +53,8 @@ PYRADIOMICS = SampleSource(
     "ab6b4578f2/pyradiomics-3.1.0.tar.gz", "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4",
     "pyradiomics-3.1.0/data/", "pyradiomics-3.1.0", {
         "brain_t1_mr": ("brain2_image.nrrd", "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e"),
+        "lung_ct_1": ("lung1_image.nrrd", "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed"),
+        "lung_ct_2": ("lung2_image.nrrd", "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651"),
     })
 # stardist 0.9.2 (BSD-3): fluorescence nuclei from the 2018 Data Science Bowl, with instance masks.
 STARDIST = SampleSource(

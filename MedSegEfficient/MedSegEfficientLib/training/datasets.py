@@ -33,6 +33,9 @@ PALETTE = [(221, 130, 101), (157, 108, 162), (185, 102, 83), (185, 102, 99), (21
 class CasePaths:
     image: Path
     label: Path
+    # The label names this map annotates, where it annotates only some ("labelled" in a dataset.json listing
+    # entry); None: all. The others are unknown there, not background: only distillation can use such a case.
+    labelled: list[str] | None = None
 
 
 @dataclass
@@ -108,7 +111,7 @@ def dataset_modality(meta: dict[str, Any]) -> str:
 def _pairs_from_listing(folder: Path, listing: Any) -> list[CasePaths]:
     if not isinstance(listing, list):
         return []
-    return [CasePaths(folder / entry["image"], folder / entry["label"]) for entry in listing]
+    return [CasePaths(folder / entry["image"], folder / entry["label"], entry.get("labelled")) for entry in listing]
 
 
 def _pairs_from_folders(folder: Path, split: str) -> list[CasePaths]:

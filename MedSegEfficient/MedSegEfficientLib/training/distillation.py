@@ -149,11 +149,11 @@ def _soft_items(sources: DistillSources, card: ModelCard, teachers: list[Segment
                 log: Callable[[str], None]) -> list[dict[str, np.ndarray]]:
     """Every training image on the student's grid with its soft target (K - 1 foreground probabilities)."""
     classes = card.out_channels
-    work: list[tuple[Path, Path | None, Path | None]] = [(path, None, None) for path in sources.images]
+    work: list[tuple[Path, Path | None, CasePaths | None]] = [(path, None, None) for path in sources.images]
     work += [(image, probabilities, None) for image, probabilities in sources.soft_maps]
-    work += [(case.image, None, case.label) for case in sources.labelled]
+    work += [(case.image, None, case) for case in sources.labelled]
     items = []
-    for number, (image_path, map_path, label_path) in enumerate(work, start=1):
+    for number, (image_path, map_path, case) in enumerate(work, start=1):
         started = time.perf_counter()
         volume = read_image(image_path)
         grid = to_model_grid(volume, card)
@@ -163,16 +163,47 @@ def _soft_items(sources: DistillSources, card: ModelCard, teachers: list[Segment
             soft = teacher_targets(teachers, volume, grid.geometry)
         else:
             soft = None
-        if label_path is not None:
-            reference = read_image(label_path)
-            reference = reference.with_array(label_array(reference.array, label_path))
+        if case is not None:
+            if soft is None and case.labelled is not None:
+                raise MedSegError(f"{case.label.name} labels only {', '.join(case.labelled)}: a partly labelled "
+                                  "image needs a model-file teacher for the rest")
+            reference = read_image(case.label)
+            reference = reference.with_array(label_array(reference.array, case.label))
             truth = one_hot_foreground(resample_labels(reference.array, reference, grid.geometry), classes)
-            soft = truth if soft is None else label_weight * truth + (1.0 - label_weight) * soft
+            soft = truth if soft is None else mix_labels(truth, soft, label_weight, labelled_channels(card, case))
         steer = np.where(soft.max(0) > 1.0 - soft.sum(0), soft.argmax(0) + 1, 0)  # crops around the teacher's organs
         items.append({"image": grid.array, "soft": soft.astype(np.float32),
                       "label": steer[np.newaxis].astype(np.int64)})
         log(f"soft targets {number}/{len(work)}: {image_path.name} ({time.perf_counter() - started:.1f} s)")
     return items
+
+
+def labelled_channels(card: ModelCard, case: CasePaths) -> np.ndarray:
+    """Which foreground channels (label value - 1) the case's map annotates; unknown names are refused."""
+    values = {label.name: label.value for label in card.labels}
+    names = [label.name for label in card.labels] if case.labelled is None else case.labelled
+    unknown = [name for name in names if name not in values]
+    if unknown:
+        raise MedSegError(f"{case.label.name}: 'labelled' names {', '.join(unknown)}, which the model does not have")
+    chosen = np.zeros(card.out_channels - 1, bool)
+    chosen[[values[name] - 1 for name in names]] = True
+    return chosen
+
+
+def mix_labels(truth: np.ndarray, teacher: np.ndarray, weight: float, labelled: np.ndarray) -> np.ndarray:
+    """The target where an image has reference labels: on the labelled channels ``weight`` of the labels and the
+    rest the teacher's; on the others the teacher's alone, scaled down where the labelled channels leave them
+    less than the teacher gave (a voxel's probabilities never add up to more than one)."""
+    target = teacher.copy()
+    target[labelled] = weight * truth[labelled] + (1.0 - weight) * teacher[labelled]
+    if labelled.all():
+        return target
+    room = 1.0 - target[labelled].sum(0)
+    others = target[~labelled]
+    total = others.sum(0)
+    scale = np.where(total > room, room / np.maximum(total, 1e-6), 1.0)
+    target[~labelled] = others * np.clip(scale, 0.0, 1.0)
+    return target
 
 
 def _provenance(sources: DistillSources, teachers: list[LoadedModel], options: DistillOptions) -> dict[str, Any]:
@@ -185,7 +216,8 @@ def _provenance(sources: DistillSources, teachers: list[LoadedModel], options: D
         record["outside_teacher"] = options.teacher_description or "probability maps given with --soft-targets"
         record["soft_target_images"] = [image.name for image, _ in sources.soft_maps]
     if sources.labelled:
-        record["labelled_images"] = [case.image.name for case in sources.labelled]
+        record["labelled_images"] = [case.image.name + (f" ({', '.join(case.labelled)} only)" if case.labelled else "")
+                                     for case in sources.labelled]
     return record
 
 

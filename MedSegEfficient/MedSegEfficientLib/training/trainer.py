@@ -86,6 +86,10 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     """Train and write the best model to ``output``; ``prepare_only``: write the prepared run there instead
     (training/prepared.py), for ``medseg fit`` elsewhere."""
     config.check()
+    partial = [case.image.name for case in description.training + description.validation if case.labelled is not None]
+    if partial:
+        raise MedSegError(f"{', '.join(partial)} label(s) only some structures: training would take the rest for "
+                          "background; use medseg distill, whose teachers fill in the rest")
     training_cases = load_cases(description.training)
     validation_cases = load_cases(description.validation)
     if not validation_cases and len(training_cases) > 1:
