@@ -188,6 +188,8 @@ def add_commands(commands) -> None:
                          help="another network on the same prepared items (default: as prepared)")
     fitting.add_argument("--args", help="that network's constructor arguments as JSON (default: none)")
     fitting.add_argument("--name", help="model name in the card (default: as prepared)")
+    fitting.add_argument("--strong-augmentation", action=argparse.BooleanOptionalAction, default=None,
+                         help="bias field, lower resolution, wide contrast, larger rotations (default: as prepared)")
     for flag, kind, meaning in (("--epochs", int, "epochs"), ("--iterations-per-epoch", int, "batches per epoch"),
                                 ("--batch-size", int, "crops per batch"), ("--lr", float, "AdamW learning rate"),
                                 ("--max-minutes", float, "stop after this many minutes, keeping the best model"),

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     if args.validate_on:
         prepared = prepared.validated_on(args.validate_on)
     changes = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
+    if args.strong_augmentation is not None:
+        changes["strong_augmentation"] = args.strong_augmentation
     card = prepared.card
     if args.network:
         network, _, preset = args.network.partition(":")
