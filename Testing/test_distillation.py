@@ -99,7 +99,6 @@ def test_student_learns_the_teacher_on_unlabelled_images(tmp_path, capsys):
 
 
 def test_outside_teacher_maps_train_a_two_class_student(tmp_path, capsys):
-    images, labels = [], []
     soft = []
     for seed in (1, 2):
         image, label = make_phantom(seed=seed)

@@ -26,7 +26,8 @@ from MedSegEfficientLib.model.weights import LoadedModel, load_model
 from MedSegEfficientLib.training.datasets import CasePaths, image_stem, label_array, load_cases
 from MedSegEfficientLib.training.prepared import PreparedRun, save_prepared
 from MedSegEfficientLib.training.soft_targets import map_targets, one_hot_foreground, teacher_targets
-from MedSegEfficientLib.training.trainer import TrainConfig, fit
+from MedSegEfficientLib.training.config import TrainConfig
+from MedSegEfficientLib.training.trainer import fit
 
 
 @dataclass

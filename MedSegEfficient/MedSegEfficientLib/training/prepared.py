@@ -22,7 +22,7 @@ from MedSegEfficientLib.files import write_atomically
 from MedSegEfficientLib.inference.preflight import free_memory
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.training.datasets import TrainingCase
-from MedSegEfficientLib.training.trainer import TrainConfig
+from MedSegEfficientLib.training.config import TrainConfig
 from MedSegEfficientLib.volume import Volume
 
 FORMAT = "medseg-prepared-training-1"

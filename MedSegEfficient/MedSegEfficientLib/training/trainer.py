@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -25,51 +25,10 @@ from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
 from MedSegEfficientLib.model.postprocessing_rules import is_sided
 from MedSegEfficientLib.training.augmentation import training_transforms
+from MedSegEfficientLib.training.config import TrainConfig
+from MedSegEfficientLib.training.prepared import PreparedRun, save_prepared
 from MedSegEfficientLib.training.soft_targets import with_background
 from MedSegEfficientLib.training.validation import present_mean, validate, validation_metrics
-
-
-@dataclass
-class TrainConfig:
-    network: str = "monai_unet"
-    preset: str | None = "small"
-    network_args: dict[str, Any] = field(default_factory=dict)
-    spatial_dims: int = 3
-    patch_size: list[int] | None = None
-    spacing: list[float] | None = None  # None: the median spacing of the training images
-    epochs: int = 50
-    iterations_per_epoch: int = 50
-    batch_size: int = 2
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    device: str = "auto"
-    seed: int = 0
-    init: str | None = None  # a model file whose weights start the training
-    name: str | None = None
-    description: str = ""
-    workers: int = 0
-    validation_fraction: float = 0.2
-    strong_augmentation: bool = False  # bias field, resolution, wider contrast, larger rotations, flips if unsided
-    half_weights: bool = False  # store float16 weights; validation then runs on the float16-rounded weights
-    max_minutes: float | None = None  # stop within a batch of this wall time (after validating), keeping the best
-    command: str = ""  # the command line, recorded in the card for provenance
-
-    def check(self) -> None:
-        """One line naming the first setting that cannot train, before any data is read."""
-        dims = self.spatial_dims
-        if dims not in (2, 3):
-            raise MedSegError(f"spatial dims must be 2 or 3, not {dims}")
-        if self.patch_size is not None and (len(self.patch_size) != dims or min(self.patch_size) < 1):
-            raise MedSegError(f"--patch-size needs {dims} positive sizes for a {dims}D model, not {self.patch_size}")
-        if self.spacing is not None and (len(self.spacing) not in ((2, 3) if dims == 2 else (3,))
-                                         or min(self.spacing) <= 0):
-            raise MedSegError(f"--spacing needs {'2 or 3' if dims == 2 else 3} positive values in mm, not {self.spacing}")
-        for name, value in (("--epochs", self.epochs), ("--iterations-per-epoch", self.iterations_per_epoch),
-                            ("--batch-size", self.batch_size)):
-            if value < 1:
-                raise MedSegError(f"{name} must be 1 or more, not {value}")
-        if not self.learning_rate > 0 or self.workers < 0 or (self.max_minutes is not None and self.max_minutes <= 0):
-            raise MedSegError("--lr and --max-minutes must be positive, --workers 0 or more")
 
 
 @dataclass
@@ -98,8 +57,6 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     card = _initial_card(description, training_cases, config)
     items = [labelled_item(case, card) for case in training_cases]
     if prepare_only:
-        from MedSegEfficientLib.training.prepared import PreparedRun, save_prepared
-
         save_prepared(Path(output), PreparedRun(card, items, [case.name for case in training_cases],
                                                 validation_cases, config))
         return card
