@@ -59,6 +59,18 @@ def test_probabilities_sum_to_one_and_argmax_is_the_segmentation():
         assert np.array_equal(probabilities.argmax(0).numpy(), labels), dims
 
 
+def test_probabilities_that_would_not_fit_in_memory_are_refused(monkeypatch):
+    from models_for_tests import threshold_card
+    from MedSegEfficientLib.inference import engine
+    from MedSegEfficientLib.model.weights import LoadedModel, build_from_card
+
+    card = threshold_card(3, spacing=[1.5, 1.5, 2.5])
+    segmenter = Segmenter(LoadedModel(card, build_from_card(card)), SegmentOptions(device="cpu"))
+    monkeypatch.setattr(engine, "free_memory", lambda device: (None, 10_000))
+    with pytest.raises(Exception, match="class probabilities of this image need"):
+        segmenter.probabilities(make_phantom(seed=5)[0])
+
+
 def test_probabilities_move_to_another_grid_channel_by_channel():
     image, _ = make_phantom(seed=6)
     values = np.stack([np.full(image.grid_shape, 0.25, np.float32), np.full(image.grid_shape, 0.75, np.float32)])

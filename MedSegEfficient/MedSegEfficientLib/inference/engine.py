@@ -22,7 +22,7 @@ from MedSegEfficientLib.inference.gpu.cuda_graphs import GraphedForward
 from MedSegEfficientLib.inference.gpu.devices import describe_device, empty_cache, is_out_of_memory, select_device
 from MedSegEfficientLib.errors import Cancelled, MedSegError
 from MedSegEfficientLib.inference.gpu.label_download import HostLabels
-from MedSegEfficientLib.inference.preflight import require_ram
+from MedSegEfficientLib.inference.preflight import free_memory, require_ram
 from MedSegEfficientLib.inference.cleanup import clean_labels
 from MedSegEfficientLib.inference.mirroring import tensor_dims, with_mirroring
 from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
@@ -211,6 +211,11 @@ class Segmenter:
         volume = segmentable(volume)
         check_input(volume, self.card)
         grid = to_model_grid(volume, self.card)
+        needed = 2 * self.card.out_channels * math.prod(grid.array.shape[1:]) * 4  # scores and their softmax
+        available = free_memory("cpu")[1]
+        if self.options.check_memory and available is not None and needed > available:
+            raise MedSegError(f"the class probabilities of this image need {needed / 2**30:.1f} GiB and "
+                              f"{available / 2**30:.1f} GiB are available: use a coarser model grid or a crop")
         batch = self.options.batch_size or _default_batch(self.card.spatial_dims, self.device, False)
         tracker = _Tracker(None, None)
         autocast = torch.autocast("cuda", dtype=torch.float16,

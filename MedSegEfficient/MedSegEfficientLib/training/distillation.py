@@ -73,7 +73,7 @@ def prepare_distillation(sources: DistillSources, output: Path, config: TrainCon
     first_image = read_image(_training_images(sources)[0])
     card = _student_card(teachers, labels, first_image.channels, sources, config)
     device = select_device(config.device)
-    segmenters = [Segmenter(teacher, SegmentOptions(device=device.type, check_memory=False)) for teacher in teachers]
+    segmenters = [Segmenter(teacher, SegmentOptions(device=device.type)) for teacher in teachers]
     items = _soft_items(sources, card, segmenters, options.label_weight, log)
     validation_cases = load_cases(sources.validation)
     provenance: dict[str, Any] = {"distillation": _provenance(sources, teachers, options)}
