@@ -72,10 +72,21 @@ def test_max_minutes_stops_within_the_first_epoch(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["segment", "batch", "models", "info", "evaluate", "sample-data", "import", "train",
-                                     "bench"])
+                                     "bench", "distill", "fit", "tune"])
 def test_every_option_has_help(command):
     from MedSegEfficientLib.cli.main import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
     missing = [action.dest for action in commands[command]._actions if not action.help]
     assert not missing, missing
+
+
+def test_one_sample_fetches_only_the_package_that_holds_it(tmp_path, monkeypatch, capsys):
+    from MedSegEfficientLib.cli.main import main
+
+    monkeypatch.setenv("MEDSEG_DATA_DIR", str(tmp_path))
+    assert main(["sample-data", "--path", "nuclei_2d"]) == 0
+    assert capsys.readouterr().out.strip().endswith("img2d.tif")
+    assert [path.name for path in tmp_path.iterdir()] == ["stardist-0.9.2"]  # not the 38 MB CT archive
+    assert main(["sample-data", "--path", "no_such_sample"]) == 2
+    assert "no sample named no_such_sample" in capsys.readouterr().err

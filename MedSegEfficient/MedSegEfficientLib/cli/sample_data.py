@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.io.sample_data import sample_paths
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = sample_paths()
-    if args.path:
-        if args.path not in paths:
-            raise MedSegError(f"no sample named '{args.path}' (samples: {', '.join(paths)})")
-        print(paths[args.path])
+    if args.path:  # only the package that holds it is fetched
+        print(sample_paths(names=[args.path])[args.path])
         return 0
+    paths = sample_paths()
     if args.json:
         print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
     else:

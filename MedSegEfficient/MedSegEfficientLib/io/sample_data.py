@@ -71,10 +71,16 @@ def cache_root() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "medsegefficient"
 
 
-def sample_paths(fetch: bool = True) -> dict[str, Path]:
-    """Paths of every sample, fetching and verifying first what the cache lacks."""
+def sample_paths(fetch: bool = True, names: list[str] | None = None) -> dict[str, Path]:
+    """Paths of every sample (or of the packages holding ``names``), fetching and verifying first what the cache
+    lacks."""
+    unknown = set(names or ()) - set(SAMPLES)
+    if unknown:
+        raise MedSegError(f"no sample named {', '.join(sorted(unknown))} (samples: {', '.join(SAMPLES)})")
     paths = {}
     for source in SOURCES:
+        if names is not None and not set(names) & set(source.samples):
+            continue
         folder = cache_root() / source.folder
         found = {name: folder / relative for name, (relative, _) in source.samples.items()}
         if not all(path.exists() for path in found.values()):
