@@ -6,12 +6,21 @@ the cold process left (warm).
 
     python benchmarks/kernel_value_gate.py [--networks mlla_unet:t,hrmedseg:default,tm_unet:t] [--json OUT]
 
+The same machinery tries the ways a convolutional network can run faster (the GPU-run issue, xLSTM-UNet and
+TM-UNet b): ``channels-last`` (the weights in channels-last memory order, so cuDNN runs its NHWC/NDHWC kernels and
+every activation after the first convolution follows), ``graphs`` (the engine's CUDA graphs also for 3D tiles), and
+their combinations with torch.compile (``channels-last-compile-default``):
+
+    python benchmarks/kernel_value_gate.py --networks xlstm_unet:bot_3d,nnunet_plain:3d_fullres \
+        --variants triton,channels-last,graphs --caches cold --json OUT
+
 Each (network, variant, cache) runs in its own process, so no compiled kernel or cache carries over unseen.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -22,9 +31,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("triton", "compile-default", "compile-max-autotune-no-cudagraphs", "compile-reduce-overhead", "eager")
+VARIANTS = ("triton", "compile-default", "compile-max-autotune-no-cudagraphs", "compile-reduce-overhead", "eager",
+            "channels-last", "graphs", "channels-last-graphs", "channels-last-compile-default", "channels-last-norm")
 # Four batches each: enough for the engine's CUDA graphs (it captures from four batches on) and a steady state.
 INPUTS = {"hrmedseg:default": ("1x3x1024x1024x64", 16)}  # the rest: 512^2 x 128, 3 channels, batch 32
+INPUT_3D = ("1x1x512x512x256", 4)  # the issue's 3D bench volume, 128^3 tiles, 4 per batch
 CHILD_TIMEOUT_S = 300  # a first run longer than this is recorded as such: no Slicer user waits it out
 
 
@@ -37,15 +48,22 @@ def child(entry: str, variant: str, repeat: int) -> dict:
     from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
     from MedSegEfficientLib.networks.triton_switch import disable_triton
 
-    shape, batch = INPUTS.get(entry, ("1x3x512x512x128", 32))
+    torch.backends.cudnn.benchmark = True  # as ``medseg bench``: the same shapes again and again
+    shape, batch = INPUTS.get(entry, INPUT_3D if entry.endswith("_3d") or entry.endswith("3d_fullres")
+                              else ("1x3x512x512x128", 32))
     volume = synthetic_volume(tuple(int(n) for n in shape.split("x")))
     args = argparse.Namespace(classes=14, patch=128)
     model = bench_model(entry, volume, args)
-    if variant != "triton":
+    if variant.startswith("compile-") or variant == "eager":
         disable_triton("the value gate's torch variants")
-    graphs = None
-    if variant.startswith("compile-"):
-        mode = variant[len("compile-"):]
+    graphs = True if "graphs" in variant else None
+    if variant.startswith("channels-last"):
+        dims = model.card.spatial_dims
+        model.network = model.network.to(memory_format=torch.channels_last_3d if dims == 3 else torch.channels_last)
+    if variant == "channels-last-norm":
+        swap_instance_norms(model.network)
+    if "compile-" in variant:
+        mode = variant.partition("compile-")[2]
         model.network = torch.compile(model.network, mode=mode)
         graphs = False if mode == "reduce-overhead" else None
     segmenter = Segmenter(model, SegmentOptions(device="cuda", batch_size=batch, cuda_graphs=graphs))
@@ -63,8 +81,33 @@ def child(entry: str, variant: str, repeat: int) -> dict:
             "first_network_seconds": round(first.seconds["network"], 3),
             "network_seconds": round(best.seconds["network"], 4),
             "whole_run_seconds": round(sum(best.seconds.values()), 4),
-            "slices_per_second": round(slices / best.seconds["network"], 1),
-            "peak_gpu_bytes": best.peak_gpu_bytes, "notices": best.notices}
+            "slices_per_second": round(slices / best.seconds["network"], 1) if model.card.spatial_dims == 2 else None,
+            "peak_gpu_bytes": best.peak_gpu_bytes, "notices": best.notices,
+            "mlstm_kernels": importlib.util.find_spec("mlstm_kernels") is not None}
+
+
+def swap_instance_norms(network) -> None:
+    """Replace each affine InstanceNorm by the same maths in reductions and elementwise ops, which keep the
+    channels-last order; torch's instance norm copies a channels-last tensor to channels-first and back."""
+    import torch
+    from torch import nn
+
+    class ChannelsLastInstanceNorm(nn.Module):
+        def __init__(self, norm: nn.modules.instancenorm._InstanceNorm) -> None:
+            super().__init__()
+            self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            axes = tuple(range(2, x.dim()))
+            variance, mean = torch.var_mean(x, dim=axes, keepdim=True, correction=0)
+            shape = (1, -1) + (1,) * len(axes)
+            scale = torch.rsqrt(variance.float() + self.eps).to(x.dtype) * self.weight.view(shape).to(x.dtype)
+            return (x - mean) * scale + self.bias.view(shape).to(x.dtype)
+
+    for name, module in list(network.named_modules()):
+        for child_name, child_module in list(module.named_children()):
+            if isinstance(child_module, nn.modules.instancenorm._InstanceNorm) and child_module.affine:
+                setattr(module, child_name, ChannelsLastInstanceNorm(child_module))
 
 
 def run_child(entry: str, variant: str, repeat: int, caches: Path) -> dict:
@@ -91,13 +134,15 @@ def main() -> None:
     parser.add_argument("--networks", default="mlla_unet:t,hrmedseg:default,tm_unet:t")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--caches", default="cold,warm", help="cold: an empty kernel cache; warm: the one it left")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
     for entry in args.networks.split(","):
         for variant in args.variants.split(","):
             with tempfile.TemporaryDirectory() as caches:
-                for cache in ("cold", "warm") if variant != "eager" else ("cold",):  # eager compiles nothing
+                compiles = "compile" in variant or variant == "triton"
+                for cache in args.caches.split(",") if compiles else ("cold",):
                     row = run_child(entry, variant, args.repeat, Path(caches))
                     row["cache"] = cache
                     rows.append(row)

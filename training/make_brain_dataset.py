@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "teachers"))
 from deepbet_teacher import DeepbetTeacher, brain_mask  # noqa: E402
 
 from MedSegEfficientLib.files import sha256_of  # noqa: E402
-from MedSegEfficientLib.io.sample_data import PYRADIOMICS, SampleSource, _fetch_into, cache_root  # noqa: E402
+from MedSegEfficientLib.io.sample_data import PYRADIOMICS, SampleSource, fetch_into, cache_root  # noqa: E402
 
 DEEPBET = SampleSource("deepbet==1.0.2", "1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c",
                        "data/models/", "deepbet-1.0.2", {
@@ -52,7 +52,7 @@ LABELS = [{"value": 1, "name": "brain", "color": [250, 250, 225],
 def fetched(source: SampleSource) -> Path:
     folder = cache_root() / source.folder
     if not all((folder / relative).exists() for relative, _ in source.samples.values()):
-        _fetch_into(source, folder)
+        fetch_into(source, folder)
     return folder
 
 
@@ -83,7 +83,7 @@ def brain1_file() -> Path:
     if not target.exists():
         extra = SampleSource(PYRADIOMICS.requirement, PYRADIOMICS.archive_sha256, PYRADIOMICS.member_root,
                              PYRADIOMICS.folder, {**PYRADIOMICS.samples, "brain1": ("brain1_image.nrrd", BRAIN1_SHA256)})
-        _fetch_into(extra, cache_root() / PYRADIOMICS.folder)
+        fetch_into(extra, cache_root() / PYRADIOMICS.folder)
     return target
 
 

