@@ -34,7 +34,8 @@ class CasePaths:
     image: Path
     label: Path
     # The label names this map annotates, where it annotates only some ("labelled" in a dataset.json listing
-    # entry); None: all. The others are unknown there, not background: only distillation can use such a case.
+    # entry); None: all. The others are unknown there, not background: training folds them into background in its
+    # loss (training/partial_labels.py), distillation takes them from the teacher.
     labelled: list[str] | None = None
 
 
@@ -43,6 +44,7 @@ class TrainingCase:
     name: str
     image: Volume
     labels: Volume
+    labelled: list[str] | None = None  # as CasePaths.labelled
 
 
 @dataclass
@@ -150,7 +152,7 @@ def load_cases(paths: list[CasePaths]) -> list[TrainingCase]:
                               f"{image.grid_shape}: a label map must cover its image (2D with 2D, 3D with 3D)")
         if not labels.same_grid(image, tolerance=1e-3):  # e.g. a mask stored with another axis order
             labels = image.with_array(resample_labels(labels.array, labels, image))
-        cases.append(TrainingCase(image_stem(pair.image.name), image, labels))
+        cases.append(TrainingCase(image_stem(pair.image.name), image, labels, pair.labelled))
     return cases
 
 

@@ -25,6 +25,7 @@ from MedSegEfficientLib.model.card import LabelInfo, ModelCard, NetworkInfo, Nor
 from MedSegEfficientLib.model.weights import LoadedModel, load_model
 from MedSegEfficientLib.training.datasets import CasePaths, image_stem, label_array, load_cases
 from MedSegEfficientLib.training.prepared import PreparedRun, save_prepared
+from MedSegEfficientLib.training.partial_labels import labelled_classes
 from MedSegEfficientLib.training.soft_targets import map_targets, one_hot_foreground, teacher_targets
 from MedSegEfficientLib.training.config import TrainConfig
 from MedSegEfficientLib.training.trainer import fit
@@ -181,14 +182,7 @@ def _soft_items(sources: DistillSources, card: ModelCard, teachers: list[Segment
 
 def labelled_channels(card: ModelCard, case: CasePaths) -> np.ndarray:
     """Which foreground channels (label value - 1) the case's map annotates; unknown names are refused."""
-    values = {label.name: label.value for label in card.labels}
-    names = [label.name for label in card.labels] if case.labelled is None else case.labelled
-    unknown = [name for name in names if name not in values]
-    if unknown:
-        raise MedSegError(f"{case.label.name}: 'labelled' names {', '.join(unknown)}, which the model does not have")
-    chosen = np.zeros(card.out_channels - 1, bool)
-    chosen[[values[name] - 1 for name in names]] = True
-    return chosen
+    return labelled_classes(card, case.labelled, case.label.name)[1:]
 
 
 def mix_labels(truth: np.ndarray, teacher: np.ndarray, weight: float, labelled: np.ndarray) -> np.ndarray:

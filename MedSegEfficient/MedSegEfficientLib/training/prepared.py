@@ -62,6 +62,8 @@ def save_prepared(path: Path, run: PreparedRun) -> Path:
     for index, item in enumerate(run.items):
         arrays[f"item{index}.image"] = item["image"].astype(np.float16)
         arrays[f"item{index}.label"] = item["label"].astype(np.uint8 if item["label"].max() < 256 else np.uint16)
+        if "labelled" in item:
+            arrays[f"item{index}.labelled"] = item["labelled"].astype(np.uint8)
         if "soft" in item:
             # 1/255 steps: finer than any teacher's calibration, and a quarter of float16's compressed size.
             arrays[f"item{index}.soft"] = np.round(np.clip(item["soft"], 0, 1) * 255).astype(np.uint8)
@@ -93,6 +95,8 @@ def load_prepared(path: Path) -> PreparedRun:
             for index in range(len(meta["item_names"])):
                 item = {"image": data[f"item{index}.image"].astype(np.float32),
                         "label": data[f"item{index}.label"].astype(np.int64)}
+                if f"item{index}.labelled" in data:
+                    item["labelled"] = data[f"item{index}.labelled"].astype(bool)
                 if f"item{index}.soft" in data:
                     item["soft"] = data[f"item{index}.soft"].astype(np.float32) / 255
                 items.append(item)

@@ -26,6 +26,7 @@ from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model
 from MedSegEfficientLib.model.postprocessing_rules import is_sided
 from MedSegEfficientLib.training.augmentation import training_transforms
 from MedSegEfficientLib.training.config import TrainConfig
+from MedSegEfficientLib.training.partial_labels import labelled_classes, marginal_dice_ce
 from MedSegEfficientLib.training.prepared import PreparedRun, save_prepared
 from MedSegEfficientLib.training.soft_targets import with_background
 from MedSegEfficientLib.training.validation import present_mean, validate, validation_metrics
@@ -45,29 +46,38 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     """Train and write the best model to ``output``; ``prepare_only``: write the prepared run there instead
     (training/prepared.py), for ``medseg fit`` elsewhere."""
     config.check()
-    partial = [case.image.name for case in description.training + description.validation if case.labelled is not None]
-    if partial:
-        raise MedSegError(f"{', '.join(partial)} label(s) only some structures: training would take the rest for "
-                          "background; use medseg distill, whose teachers fill in the rest")
+    partial_validation = [case.label.name for case in description.validation if case.labelled is not None]
+    if partial_validation:
+        raise MedSegError(f"{', '.join(partial_validation)} label(s) only some structures: a validation scan must "
+                          "label them all, or its Dice would count the rest as misses")
     training_cases = load_cases(description.training)
     validation_cases = load_cases(description.validation)
     if not validation_cases and len(training_cases) > 1:
-        held = max(1, int(round(len(training_cases) * config.validation_fraction)))
-        validation_cases, training_cases = training_cases[-held:], training_cases[:-held]
+        fully = [case for case in training_cases if case.labelled is None]
+        held = min(len(fully), max(1, int(round(len(training_cases) * config.validation_fraction))))
+        validation_cases = fully[len(fully) - held:] if held else []
+        training_cases = [case for case in training_cases if case not in validation_cases]
     card = _initial_card(description, training_cases, config)
-    items = [labelled_item(case, card) for case in training_cases]
+    partial = any(case.labelled is not None for case in training_cases)
+    items = [labelled_item(case, card, with_classes=partial) for case in training_cases]
+    provenance = {"partly_labelled": {case.name: case.labelled for case in training_cases
+                                      if case.labelled is not None}} if partial else None
     if prepare_only:
         save_prepared(Path(output), PreparedRun(card, items, [case.name for case in training_cases],
-                                                validation_cases, config))
+                                                validation_cases, config, provenance or {}))
         return card
-    return fit(card, items, validation_cases, Path(output), config, log, show_progress)
+    return fit(card, items, validation_cases, Path(output), config, log, show_progress, provenance)
 
 
-def labelled_item(case: TrainingCase, card: ModelCard) -> dict[str, np.ndarray]:
-    """A case on the model grid, as the loader takes it: the image (C, ...) and its labels (1, ...)."""
+def labelled_item(case: TrainingCase, card: ModelCard, with_classes: bool = False) -> dict[str, np.ndarray]:
+    """A case on the model grid, as the loader takes it: the image (C, ...) and its labels (1, ...);
+    ``with_classes``: also which classes it labels (K,), for a run with partly labelled cases."""
     grid = to_model_grid(case.image, card)
     labels = resample_labels(case.labels.array, case.labels, grid.geometry)
-    return {"image": grid.array, "label": labels[np.newaxis].astype(np.int64)}
+    item = {"image": grid.array, "label": labels[np.newaxis].astype(np.int64)}
+    if with_classes:
+        item["labelled"] = labelled_classes(card, case.labelled, case.name)
+    return item
 
 
 def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: list[TrainingCase], output: Path,
@@ -88,14 +98,16 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
         log(message)
         log_file.write(message + "\n")
 
-    soft = "soft" in items[0]
+    soft, partial = "soft" in items[0], "labelled" in items[0]
+    if soft and partial:
+        raise MedSegError("soft targets already fill in what a partly labelled case leaves out: give one or the other")
     network = build_from_card(card)
     if config.init:
         _initialise_from(network, config.init)
     network.to(device)
     say(f"training {card.network.name} ({sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters) "
         f"on {len(items)} case(s), validating on {len(validation_cases)}, device {describe_device(device)}"
-        + (", soft targets" if soft else ""))
+        + (", soft targets" if soft else "") + (", partly labelled cases (marginal loss)" if partial else ""))
     say(f"model grid: spacing {card.spacing}, patch {card.patch_size}, normalisation {card.normalization}")
 
     loader = _training_loader(items, card, config, soft)
@@ -127,7 +139,11 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 logits = network(images)
             # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
-            loss = _supervised_loss(loss_function, logits, target, soft) + _extra_loss(network, labels)
+            criterion = loss_function
+            if partial:  # each crop's unlabelled classes count as background (training/partial_labels.py)
+                labelled = batch["labelled"].to(device)
+                criterion = lambda scores, targets: marginal_dice_ce(scores, targets, labelled)  # noqa: E731
+            loss = _supervised_loss(criterion, logits, target, soft) + _extra_loss(network, labels)
             if not torch.isfinite(loss):
                 skipped += 1
                 scheduler.step()
