@@ -65,7 +65,7 @@ def test_a_value_for_a_class_the_scan_says_it_does_not_label_is_refused():
         marginal_dice_ce(torch.zeros(1, 3, 4, 4, 4), labels, torch.tensor([[True, True, False]]))
 
 
-def _dataset(folder, partial_validation: bool = False):
+def _dataset(folder, partial_validation: bool = False, validation: bool = True):
     """Phantom 1 labels both organs; phantoms 2 and 4 label only "big" (their "small" is erased, as a scan that
     never annotated it); phantom 3 validates."""
     entries = []
@@ -80,7 +80,8 @@ def _dataset(folder, partial_validation: bool = False):
             entry["labelled"] = ["big"]
         entries.append(entry)
     (folder / "dataset.json").write_text(json.dumps({
-        "labels": LABELS, "channel_names": {"0": "CT"}, "training": entries[:3], "validation": entries[3:]}))
+        "labels": LABELS, "channel_names": {"0": "CT"}, "training": entries[:3] if validation else entries,
+        "validation": entries[3:] if validation else []}))
 
 
 def test_a_student_learns_a_structure_that_only_one_training_scan_labels(tmp_path, capsys):
@@ -119,3 +120,13 @@ def test_a_partly_labelled_validation_scan_is_refused_with_one_line(tmp_path, ca
     err = capsys.readouterr().err
     assert code != 0 and "validation scan must label them all" in err and len(err.strip().splitlines()) == 1
     assert not output.exists()
+
+
+def test_without_validation_scans_a_fully_labelled_one_is_held_out(tmp_path):
+    _dataset(tmp_path, validation=False)
+    student = tmp_path / "student.safetensors"
+    assert main(["train", str(tmp_path), "-o", str(student), "--epochs", "1", "--iterations-per-epoch", "2",
+                 *STUDENT]) == 0
+    card = read_card(student)
+    assert card.metrics["validation_cases"] == ["phantom3_0000"]  # the last fully labelled one, not phantom4
+    assert card.training["partly_labelled"] == {"phantom2_0000": ["big"], "phantom4_0000": ["big"]}

@@ -56,7 +56,8 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
         fully = [case for case in training_cases if case.labelled is None]
         held = min(len(fully), max(1, int(round(len(training_cases) * config.validation_fraction))))
         validation_cases = fully[len(fully) - held:] if held else []
-        training_cases = [case for case in training_cases if case not in validation_cases]
+        held_out = {id(case) for case in validation_cases}  # by identity: cases hold arrays
+        training_cases = [case for case in training_cases if id(case) not in held_out]
     card = _initial_card(description, training_cases, config)
     partial = any(case.labelled is not None for case in training_cases)
     items = [labelled_item(case, card, with_classes=partial) for case in training_cases]
