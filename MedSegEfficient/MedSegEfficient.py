@@ -234,7 +234,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self._lastResult = self.logic.apply(self._prepared, status.result, self._outputOfRun)
                     self.ui.progressBar.value = 100
                     self.ui.statusLabel.text = "Done."
-                    self.ui.resultLabel.text = self._lastResult.report.summary()
+                    report = self._lastResult.report
+                    self.ui.resultLabel.text = "\n".join([report.summary(), *(f"Note: {n}" for n in report.notices)])
                     self.ui.undoButton.enabled = self._lastResult.undo is not None
                     self.refreshModels()  # the measured speed
         finally:

@@ -29,6 +29,7 @@ from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, 
                                                         to_model_grid)
 from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
 from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
+from MedSegEfficientLib.model.weak_labels import weak_labels_notice
 from MedSegEfficientLib.inference.gpu.slice_staging import slice_batches
 from MedSegEfficientLib.inference.sliding_window import count_batches, sliding_window
 from MedSegEfficientLib.volume import Volume
@@ -104,6 +105,7 @@ class Segmenter:
         # One captured graph, kept between runs: capturing costs two eager passes, which a single volume of a few
         # batches would otherwise pay every time. Its memory stays with the Segmenter.
         self._graphed: dict[tuple, GraphedForward] = {}
+        self._weak_labels = weak_labels_notice(model.card)
 
     @classmethod
     def from_file(cls, path, options: SegmentOptions | None = None) -> "Segmenter":
@@ -117,6 +119,8 @@ class Segmenter:
                 cancel: CancelCheck | None = None) -> SegmentationResult:
         volume = segmentable(volume)
         report = RunReport(device=describe_device(self.device))
+        if self._weak_labels:
+            report.notices.append(self._weak_labels)
         tracker = _Tracker(progress, cancel)
         check_input(volume, self.card)
         if self.options.check_memory:
