@@ -1,7 +1,7 @@
 """What a model's own card says it does poorly: labels whose held-out Dice is low, and labels it never validated.
 
-Every run says so beside its result (the engine's notices reach `medseg segment`, the panel, the server and batch
-reports). A user who gets a spleen from a model that found the spleen at Dice 0.00 on its held-out scan should not
+Every run says so beside its result (the engine's notices reach `medseg segment`, the panel, the server's replies
+and `--json` reports). A user who gets a spleen from a model that found the spleen at Dice 0.00 on its held-out scan should not
 have to read the card to learn that.
 """
 

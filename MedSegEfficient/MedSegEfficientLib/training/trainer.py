@@ -55,7 +55,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
     if not validation_cases and len(training_cases) > 1:
         fully = [case for case in training_cases if case.labelled is None]
         held = min(len(fully), max(1, int(round(len(training_cases) * config.validation_fraction))))
-        validation_cases = fully[len(fully) - held:] if held else []
+        validation_cases = fully[len(fully) - held:]  # the last fully labelled ones; none if there are none
         held_out = {id(case) for case in validation_cases}  # by identity: cases hold arrays
         training_cases = [case for case in training_cases if id(case) not in held_out]
     card = _initial_card(description, training_cases, config)
