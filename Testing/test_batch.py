@@ -121,3 +121,19 @@ def test_a_manifest_cut_mid_line_stays_true(tmp_path):
         stream.write('{"input": "/in/c.nii.gz", "out')  # a crash mid-line
     assert manifest.done() == {"/in/a.nii.gz"}
     assert set(manifest.latest()) == {"/in/a.nii.gz", "/in/b.nii.gz"}
+
+
+def test_a_dead_workers_half_written_output_goes_before_its_case_is_sent_again(tmp_path):
+    from MedSegEfficientLib.batch.cases import Case
+    from MedSegEfficientLib.batch.ledger import Ledger
+
+    out = tmp_path / "out"
+    out.mkdir()
+    case = Case(tmp_path / "ct1.nii.gz", out / "ct1.nii.gz")
+    left = out / ".ct1.k3x9q2.part.nii.gz"  # the temporary name StagedOutputs gives ct1.nii.gz
+    others = [out / ".ct10.a1b2c3.part.nii.gz", out / "ct1.nii.gz.bak", out / "ct10.nii.gz"]  # not ct1's
+    for path in [left, *others]:
+        path.write_bytes(b"x")
+    ledger = Ledger([case], Manifest(out))
+    assert ledger.worker_died(case)
+    assert not left.exists() and all(path.exists() for path in others)

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from MedSegEfficientLib.cli.main import main
-from MedSegEfficientLib.files import StagedOutputs, sha256_of, write_atomically
+from MedSegEfficientLib.files import StagedOutputs, remove_leftover_temporaries, sha256_of, write_atomically
 from MedSegEfficientLib.io.images import write_label_image
 from models_for_tests import write_threshold_model
 from phantoms import make_phantom
@@ -138,3 +138,23 @@ def test_the_label_map_written_is_the_result(case, capsys):
     assert code == 0, err
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(output)))
     assert labels.shape == (16, 20, 24) and set(np.unique(labels)) <= {0, 1, 2} and labels.any()
+
+
+def test_the_leftovers_of_a_killed_writer_are_found_by_the_temporary_names_it_uses(tmp_path):
+    target = tmp_path / "case [1].seg.nrrd"  # glob characters in the name are taken literally
+    seen = []
+
+    def killed_mid_write(temporary: Path) -> None:
+        seen.append(temporary)
+        temporary.write_bytes(b"x")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        with StagedOutputs() as outputs:
+            outputs.stage(target, killed_mid_write)
+    seen[0].write_bytes(b"x")  # as a killed process leaves it: the discard never ran
+    other = tmp_path / ".case [10].abc.part.seg.nrrd"
+    other.write_bytes(b"x")
+    assert remove_leftover_temporaries(target) == 1
+    assert not seen[0].exists() and other.exists()
+    assert remove_leftover_temporaries(tmp_path / "missing" / "x.nii.gz") == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from glob import escape
 from pathlib import Path
 from typing import Callable
 
@@ -31,9 +32,8 @@ class StagedOutputs:
     def stage(self, path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(path.suffixes)
-        stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=f".part{suffix}")
+        prefix, suffix = _temporary_name_parts(path)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
         os.close(handle)
         temporary = Path(name)
         self._staged.append((temporary, path))
@@ -64,6 +64,25 @@ class StagedOutputs:
             self.discard()
 
 
+def _temporary_name_parts(path: Path) -> tuple[str, str]:
+    """The prefix and suffix of ``path``'s temporary names: ``.STEM.<random>.partSUFFIXES``."""
+    suffix = "".join(path.suffixes)
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return f".{stem}.", f".part{suffix}"
+
+
+def remove_leftover_temporaries(path: str | os.PathLike) -> int:
+    """Delete the temporary files a killed writer of ``path`` left beside it (a process killed mid-write cannot
+    clean up after itself); call it only while no other process writes ``path``. Returns how many went."""
+    path = Path(path)
+    prefix, suffix = _temporary_name_parts(path)
+    removed = 0
+    for leftover in path.parent.glob(f"{escape(prefix)}*{escape(suffix)}") if path.parent.is_dir() else []:
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], None],
                      outputs: StagedOutputs | None = None) -> Path:
     """``write(temporary)``, then rename onto ``path``: the user never sees a half-written file, and a failed
@@ -85,4 +104,4 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["StagedOutputs", "sha256_of", "write_atomically"]
+__all__ = ["StagedOutputs", "remove_leftover_temporaries", "sha256_of", "write_atomically"]

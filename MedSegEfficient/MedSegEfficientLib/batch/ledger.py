@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from MedSegEfficientLib.batch.cases import Case
 from MedSegEfficientLib.batch.manifest import Entry, Manifest
+from MedSegEfficientLib.files import remove_leftover_temporaries
 
 MAX_ATTEMPTS = 3  # a case whose worker dies this often (a case that kills workers) is failed, not retried forever
 
@@ -40,7 +41,9 @@ class Ledger:
         self.on_entry(entry)
 
     def worker_died(self, case: Case, reason: str = "killed or out of memory") -> bool:
-        """True where the case should go to another worker; otherwise it is recorded as failed."""
+        """True where the case should go to another worker; otherwise it is recorded as failed. What the dead
+        worker was writing goes first: no other worker has the case yet."""
+        remove_leftover_temporaries(case.output)
         self._deaths[case] += 1
         if self._deaths[case] < MAX_ATTEMPTS:
             self.summary.requeued += 1
