@@ -190,6 +190,8 @@ def add_commands(commands) -> None:
     fitting.add_argument("--name", help="model name in the card (default: as prepared)")
     fitting.add_argument("--strong-augmentation", action=argparse.BooleanOptionalAction, default=None,
                          help="bias field, lower resolution, wide contrast, larger rotations (default: as prepared)")
+    fitting.add_argument("--contrast-enhancement", action=argparse.BooleanOptionalAction, default=None,
+                         help="CT: simulated contrast phases on the labelled organs and vessels (default: as prepared)")
     for flag, kind, meaning in (("--epochs", int, "epochs"), ("--iterations-per-epoch", int, "batches per epoch"),
                                 ("--batch-size", int, "crops per batch"), ("--lr", float, "AdamW learning rate"),
                                 ("--max-minutes", float, "stop after this many minutes, keeping the best model"),
@@ -243,6 +245,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strong-augmentation", action=argparse.BooleanOptionalAction, default=None,
                         help="bias field, lower resolution, wide contrast, larger rotations, flips where no label is "
                              "sided (default: on for distill, off for train)")
+    parser.add_argument("--contrast-enhancement", action="store_true",
+                        help="CT: brighten the labelled organs and vessels as arterial and portal-venous phases do, "
+                             "so that a model trained on native CT also works on contrast-enhanced CT")
     parser.add_argument("--prepare-only", action="store_true",
                         help="write the prepared run (items on the model grid, targets, validation) to --output "
                              "instead of training: medseg fit trains from it elsewhere, e.g. on a GPU node")

@@ -23,8 +23,9 @@ def run(args: argparse.Namespace) -> int:
     if args.validate_on:
         prepared = prepared.validated_on(args.validate_on)
     changes = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
-    if args.strong_augmentation is not None:
-        changes["strong_augmentation"] = args.strong_augmentation
+    for flag in ("strong_augmentation", "contrast_enhancement"):
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
     card = prepared.card
     if args.network:
         network, _, preset = args.network.partition(":")

@@ -14,13 +14,14 @@ import math
 import numpy as np
 
 
-def _randomizable():
+def randomizable_base():
+    """MONAI's Randomizable, imported only when a transform is built (MONAI loads slowly)."""
     from monai.transforms import Randomizable
 
     return Randomizable
 
 
-class RandSlabd(_randomizable()):
+class RandSlabd(randomizable_base()):
     """With probability ``prob``, keep a random run of 4..all slices along array axis 1 (z) of a
     channel-first crop; fill the rest of the image with ``pad_value`` and of the labels with background."""
 
@@ -48,8 +49,9 @@ class RandSlabd(_randomizable()):
 
 
 def training_transforms(spatial_dims: int, patch_size: list[int], pad_value: float = 0.0, soft: bool = False,
-                        strong: bool = False, flips: bool = False):
-    """``soft``: items carry ``soft`` foreground probabilities, moved with the image (linear) and padded with 0."""
+                        strong: bool = False, flips: bool = False, enhancement=None):
+    """``soft``: items carry ``soft`` foreground probabilities, moved with the image (linear) and padded with 0.
+    ``enhancement``: a transform applied to each crop before it moves (contrast_enhancement.py), or None."""
     from monai import transforms as T
 
     keys = ["image", "label"] + (["soft"] if soft else [])
@@ -67,6 +69,7 @@ def training_transforms(spatial_dims: int, patch_size: list[int], pad_value: flo
         T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=crop_size, pos=2, neg=1, num_samples=1,
                                  allow_smaller=True),
         *squeeze,
+        *([enhancement] if enhancement is not None else []),
         *([RandSlabd(prob=0.35, pad_value=pad_value)] if spatial_dims == 3 else []),
         *([T.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(spatial_dims)] if flips else []),
         T.RandAffined(keys, prob=0.5 if strong else 0.3, rotate_range=[angle] * rotations,

@@ -30,6 +30,7 @@ class TrainConfig:
     workers: int = 0
     validation_fraction: float = 0.2
     strong_augmentation: bool = False  # bias field, resolution, wider contrast, larger rotations, flips if unsided
+    contrast_enhancement: bool = False  # CT: simulated contrast phases on the labelled structures
     half_weights: bool = False  # store float16 weights; validation then runs on the float16-rounded weights
     max_minutes: float | None = None  # stop within a batch of this wall time (after validating), keeping the best
     command: str = ""  # the command line, recorded in the card for provenance

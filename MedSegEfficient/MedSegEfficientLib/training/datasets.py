@@ -181,10 +181,12 @@ def median_spacing(cases: list[TrainingCase]) -> list[float]:
 
 def normalization_from_data(cases: list[TrainingCase], modality: str) -> Normalization:
     """CT: clip to the 0.5/99.5 percentiles of foreground HU, then the foreground mean and std (as nnU-Net does).
-    Other modalities: per-image z-score."""
+    Other modalities: per-image z-score. A partly labelled case's foreground is only the structures it labels (a
+    contrast-filled aorta, say), so the fully labelled cases alone set the statistics where there are any."""
     if modality.upper() != "CT":
         return Normalization(kind="zscore")
-    samples = np.concatenate([case.image.array[case.labels.array > 0][::10].astype(np.float32) for case in cases])
+    fully = [case for case in cases if case.labelled is None] or cases
+    samples = np.concatenate([case.image.array[case.labels.array > 0][::10].astype(np.float32) for case in fully])
     if samples.size == 0:
         return Normalization(kind="ct", lower=-1000.0, upper=1000.0, mean=0.0, std=500.0)
     lower, upper = np.percentile(samples, [0.5, 99.5])

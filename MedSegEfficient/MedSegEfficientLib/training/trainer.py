@@ -25,6 +25,8 @@ from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
 from MedSegEfficientLib.model.postprocessing_rules import is_sided
 from MedSegEfficientLib.training.augmentation import training_transforms
+from MedSegEfficientLib.training.contrast_enhancement import (ENHANCEMENT_HU, RandContrastEnhancementd,
+                                                             enhancement_ranges, normalised_ceiling)
 from MedSegEfficientLib.training.config import TrainConfig
 from MedSegEfficientLib.training.partial_labels import labelled_classes, marginal_dice_ce
 from MedSegEfficientLib.training.prepared import PreparedRun, save_prepared
@@ -208,13 +210,22 @@ def _training_loader(items: list[dict[str, np.ndarray]], card: ModelCard, config
     pad_value = min(float(item["image"].min()) for item in items)  # air, as the engine pads at inference
     flips = not any(is_sided(label.name, label.modifier) for label in card.labels)
     transforms = training_transforms(card.spatial_dims, list(patch), pad_value, soft=soft,
-                                     strong=config.strong_augmentation, flips=flips and config.strong_augmentation)
+                                     strong=config.strong_augmentation, flips=flips and config.strong_augmentation,
+                                     enhancement=_contrast_enhancement(card) if config.contrast_enhancement else None)
     # One pass of the loader is one epoch: the cases repeat so that each epoch draws
     # iterations_per_epoch batches of random crops, and worker processes start once.
     draws = config.iterations_per_epoch * config.batch_size
     repeated = [items[index % len(items)] for index in range(draws)]
     return DataLoader(Dataset(repeated, transforms), batch_size=config.batch_size, shuffle=True,
                       num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=True)
+
+
+def _contrast_enhancement(card: ModelCard):
+    ranges = enhancement_ranges(card.labels, card.normalization)
+    if not ranges:
+        raise MedSegError("--contrast-enhancement needs a CT model with an enhancing structure among its labels "
+                          f"({', '.join(ENHANCEMENT_HU)})")
+    return RandContrastEnhancementd(ranges, prob=0.5, ceiling=normalised_ceiling(card.normalization))
 
 
 def _supervised_loss(loss_function, logits, target: torch.Tensor, soft: bool = False) -> torch.Tensor:
