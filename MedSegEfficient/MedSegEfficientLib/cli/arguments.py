@@ -195,7 +195,8 @@ def add_commands(commands) -> None:
     for flag, kind, meaning in (("--epochs", int, "epochs"), ("--iterations-per-epoch", int, "batches per epoch"),
                                 ("--batch-size", int, "crops per batch"), ("--lr", float, "AdamW learning rate"),
                                 ("--max-minutes", float, "stop after this many minutes, keeping the best model"),
-                                ("--workers", int, "data-loading worker processes"), ("--seed", int, "random seed")):
+                                ("--workers", int, "data-loading worker processes"), ("--seed", int, "random seed"),
+                                ("--weight-average", float, "EMA decay per batch, e.g. 0.995")):
         fitting.add_argument(flag, type=kind, help=f"{meaning} (default: as prepared)")
     add_device(fitting)
     fitting.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -240,6 +241,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", default="", help="model description in the card")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best model")
+    parser.add_argument("--weight-average", type=float, metavar="DECAY",
+                        help="validate and keep an exponential moving average of the weights, with this decay per "
+                             "batch (e.g. 0.995): steadier from epoch to epoch (default: the raw weights)")
     parser.add_argument("--half-weights", action="store_true",
                        help="store float16 weights (half the file); validation Dice is measured on them")
     parser.add_argument("--strong-augmentation", action=argparse.BooleanOptionalAction, default=None,

@@ -42,6 +42,7 @@ def training_config(args: argparse.Namespace, strong_by_default: bool):
         iterations_per_epoch=args.iterations_per_epoch, batch_size=args.batch_size, learning_rate=args.lr,
         device=args.device, seed=args.seed, init=args.init, name=args.name, description=args.description,
         workers=args.workers, max_minutes=args.max_minutes, half_weights=args.half_weights,
+        weight_average=args.weight_average,
         strong_augmentation=strong, contrast_enhancement=args.contrast_enhancement, command=args.command_line,
     )
 

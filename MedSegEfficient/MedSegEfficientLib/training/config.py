@@ -31,6 +31,7 @@ class TrainConfig:
     validation_fraction: float = 0.2
     strong_augmentation: bool = False  # bias field, resolution, wider contrast, larger rotations, flips if unsided
     contrast_enhancement: bool = False  # CT: simulated contrast phases on the labelled structures
+    weight_average: float | None = None  # EMA decay per batch (e.g. 0.995): validate and keep the averaged weights
     half_weights: bool = False  # store float16 weights; validation then runs on the float16-rounded weights
     max_minutes: float | None = None  # stop within a batch of this wall time (after validating), keeping the best
     command: str = ""  # the command line, recorded in the card for provenance
@@ -49,5 +50,7 @@ class TrainConfig:
                             ("--batch-size", self.batch_size)):
             if value < 1:
                 raise MedSegError(f"{name} must be 1 or more, not {value}")
+        if self.weight_average is not None and not 0 < self.weight_average < 1:
+            raise MedSegError(f"--weight-average is a decay between 0 and 1 (e.g. 0.995), not {self.weight_average}")
         if not self.learning_rate > 0 or self.workers < 0 or (self.max_minutes is not None and self.max_minutes <= 0):
             raise MedSegError("--lr and --max-minutes must be positive, --workers 0 or more")

@@ -124,6 +124,7 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    averaged = _weight_average(network, config.weight_average)
     progress = _progress_bar(total_steps, show_progress)
     best: float | None = None
     started = time.time()
@@ -157,6 +158,8 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if averaged is not None:
+                averaged.update_parameters(network)
             losses.append(float(loss.detach()))
             progress.update(1)
             progress.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
@@ -164,7 +167,8 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
             say(f"epoch {epoch}: skipped {skipped} batch(es) with a non-finite loss")
         if not losses:
             raise MedSegError("training diverged: every batch of an epoch had a non-finite loss; lower --lr")
-        evaluated = round_to_half(network) if config.half_weights else network
+        kept = averaged.module if averaged is not None else network  # what is validated is what is saved
+        evaluated = round_to_half(kept) if config.half_weights else kept
         dice = validate(LoadedModel(card, evaluated), validation_cases, device, check_memory=False) \
             if validation_cases else {}
         mean_dice = present_mean(dice)
@@ -176,7 +180,7 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
         if best is None or score > best:
             best = score
             _record_results(card, record, validation_cases, config, device, time.time() - started, provenance)
-            save_model(output, card, network, half=config.half_weights)
+            save_model(output, card, kept, half=config.half_weights)
             say(f"saved {output} (epoch {epoch})")
         if time.time() > deadline:
             say(f"stopping after epoch {epoch}: the {config.max_minutes} minute limit has passed")
@@ -218,6 +222,17 @@ def _training_loader(items: list[dict[str, np.ndarray]], card: ModelCard, config
     repeated = [items[index % len(items)] for index in range(draws)]
     return DataLoader(Dataset(repeated, transforms), batch_size=config.batch_size, shuffle=True,
                       num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=True)
+
+
+def _weight_average(network: torch.nn.Module, decay: float | None):
+    """An exponential moving average of the weights (and the norms' running statistics) over the batches: the
+    averaged model's held-out Dice swings less from epoch to epoch than the raw one's, so the epoch kept is less a
+    matter of luck."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _contrast_enhancement(card: ModelCard):
