@@ -46,3 +46,14 @@ def test_a_decay_outside_zero_to_one_is_refused_in_one_line(tmp_path, capsys, de
     error = capsys.readouterr().err.strip()
     assert code != 0 and "--weight-average" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_fit_takes_the_average_over_what_was_prepared(tmp_path):
+    from test_prepared_runs import SETTINGS
+
+    pairs = [":".join(pair) for pair in _write_cases(tmp_path, seeds=[1, 2])]
+    prepared, output = tmp_path / "run.npz", tmp_path / "fitted.safetensors"
+    assert main(["train", "--pairs", *pairs, "-o", str(prepared), "--prepare-only", "--epochs", "1", *SETTINGS]) == 0
+    assert main(["fit", str(prepared), "-o", str(output), "--weight-average", "0.9", "--device", "cpu",
+                 "--quiet"]) == 0
+    assert read_card(output).training["config"]["weight_average"] == 0.9
