@@ -34,6 +34,7 @@ def test_the_saved_model_is_the_average(tmp_path):
         output = tmp_path / f"model_{decay}.safetensors"
         train(description, output, config, log=lambda _: None, show_progress=False)
         assert read_card(output).training["config"]["weight_average"] == decay
+        assert ("weights averaged" in output.with_suffix(".train.log").read_text()) == (decay is not None)
         moved[decay] = _distance_from_start(output, config.seed)
     assert moved[0.999999] < 0.25 * moved[None], moved
 

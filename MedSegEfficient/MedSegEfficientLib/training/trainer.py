@@ -110,7 +110,8 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
     network.to(device)
     say(f"training {card.network.name} ({sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters) "
         f"on {len(items)} case(s), validating on {len(validation_cases)}, device {describe_device(device)}"
-        + (", soft targets" if soft else "") + (", partly labelled cases (marginal loss)" if partial else ""))
+        + (", soft targets" if soft else "") + (", partly labelled cases (marginal loss)" if partial else "")
+        + (f", weights averaged (EMA {config.weight_average} per batch)" if config.weight_average else ""))
     say(f"model grid: spacing {card.spacing}, patch {card.patch_size}, normalisation {card.normalization}")
 
     loader = _training_loader(items, card, config, soft)
