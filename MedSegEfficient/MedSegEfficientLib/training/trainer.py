@@ -225,15 +225,15 @@ def _training_loader(items: list[dict[str, np.ndarray]], card: ModelCard, config
                       num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=True)
 
 
-def _weight_average(network: torch.nn.Module, decay: float | None):
+def _weight_average(network: torch.nn.Module, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
     """An exponential moving average of the weights (and the norms' running statistics) over the batches: the
     averaged model's held-out Dice swings less from epoch to epoch than the raw one's, so the epoch kept is less a
     matter of luck."""
     if decay is None:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim import swa_utils
 
-    return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return swa_utils.AveragedModel(network, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _contrast_enhancement(card: ModelCard):
