@@ -141,3 +141,19 @@ def test_tune_keeps_only_what_raises_the_validation_dice(tmp_path, capsys):
                  "--device", "cpu", "--quiet"]) == 0
     kept = read_card(real).postprocessing.get("big", LabelCleanup())
     assert not kept.largest_component and kept.min_island_mm3 < 150  # the real second piece (152 mm^3) stays
+
+
+def test_a_model_tuned_again_keeps_how_it_was_tuned_before(tmp_path):
+    from MedSegEfficientLib.cli.main import main
+    from MedSegEfficientLib.model.model_file import read_card
+
+    model = write_threshold_model(tmp_path / "bands.safetensors")
+    data = _dataset(tmp_path / "data", stray=True)
+    once, twice = tmp_path / "once.safetensors", tmp_path / "twice.safetensors"
+    assert main(["tune", str(model), "--data", str(data), "-o", str(once), "--device", "cpu", "--quiet"]) == 0
+    assert main(["tune", str(once), "--data", str(data), "-o", str(twice), "--device", "cpu", "--quiet"]) == 0
+    first, second = read_card(once).training, read_card(twice).training
+    assert "earlier_tune_commands" not in first
+    assert second["earlier_tune_commands"] == [first["tune_command"]]
+    assert str(once) in second["tune_command"] and second["tune_command"] != first["tune_command"]
+    assert read_card(twice).postprocessing == read_card(once).postprocessing  # tuning starts from the plain card

@@ -53,7 +53,7 @@ def test_labels_come_back_as_simpleitk_puts_them(name, spacing):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 5, size=tuple(grid.array.shape[1:]), dtype=np.uint8)
     back = labels_on_input_grid(labels, grid, volume)
-    expected = resample_labels(labels, grid.geometry, volume)
+    expected = resample_labels(labels, grid.geometry, volume, extrapolate=True)
     assert back.shape == volume.grid_shape
     # A voxel exactly halfway between two model voxels (1.3 mm against 2.0 mm: every tenth) may round either way
     # under a rotation's rounding error; every other voxel must be the same.
@@ -67,6 +67,24 @@ def test_labels_come_back_as_simpleitk_puts_them(name, spacing):
         shape[2 - axis] = -1
         settled &= ~tie.reshape(shape)
     assert settled.mean() > 0.7 and np.array_equal(back[settled], expected[settled])
+
+
+@pytest.mark.parametrize("device", [None, CPU], ids=["simpleitk", "torch"])
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([1.0, 1, -1])], ids=["plain", "z reversed"])
+def test_slices_past_the_model_grids_edge_take_the_nearest_model_slice(device, direction):
+    # 20 slices of 2 mm on a 3 mm grid: 13 model slices, centred up to 36 mm from the first, so the input's last
+    # slice (38 mm) lies past the model grid's edge (37.5 mm). It came back unlabelled before.
+    image, _ = make_phantom(shape=(20, 24, 24), spacing=(1.0, 1.0, 2.0))
+    volume = Volume(image.array, image.spacing, image.origin, direction)
+    grid = to_model_grid(volume, threshold_card(orientation="LPS", spacing=[1.0, 1.0, 3.0]), device)
+    assert grid.array.shape[1] == 13
+    labels = np.broadcast_to(np.arange(1, 14, dtype=np.uint8)[:, None, None], grid.array.shape[1:]).copy()
+    back = labels_on_input_grid(labels, grid, volume)
+    assert back.shape == volume.grid_shape
+    position = np.arange(20) * 2.0 / 3.0  # each input slice's place on the model grid, from its first voxel
+    nearest = np.minimum(np.floor(position + 0.5), 12).astype(np.uint8) + 1
+    expected = nearest if direction[2, 2] > 0 else nearest[::-1]
+    assert np.array_equal(back[:, 0, 0], expected) and (back == back[:, :1, :1]).all()
 
 
 @pytest.mark.parametrize("norm", [Normalization("ct", -200, 300, 40, 90), Normalization("zscore"),

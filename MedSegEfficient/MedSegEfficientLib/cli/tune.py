@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
                    "seconds_per_scan": {name: round(v, 3) for name, v in choice.seconds.items()},
                    "tried": choice.tried, "device": device.type, "date": time.strftime("%Y-%m-%d"), "note": NOTE}}
     training = {**choice.card.training, "tune_command": args.command_line}
+    if "tune_command" in choice.card.training:  # a model tuned again keeps the record of how it was tuned before
+        training["earlier_tune_commands"] = [*choice.card.training.get("earlier_tune_commands", []),
+                                             choice.card.training["tune_command"]]
     card = dataclasses.replace(choice.card, metrics=metrics, training=training)
     save_model(output, card, model.network, half=_stored_in_half(source))
     rules = ", ".join(f"{name}: {'largest piece' if rule.largest_component else f'islands < {rule.min_island_mm3:g} mm3'}"

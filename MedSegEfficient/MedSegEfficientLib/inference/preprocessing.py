@@ -109,15 +109,18 @@ def normalize(array: np.ndarray | torch.Tensor, norm: Normalization) -> np.ndarr
 
 
 def labels_on_input_grid(labels: np.ndarray, grid: ModelGrid, volume: Volume) -> np.ndarray:
-    """The model grid's labels on the input's grid, by the path that made the grid."""
+    """The model grid's labels on the input's grid, by the path that made the grid. Every input voxel takes its
+    nearest model voxel: the model grid keeps the input's first voxel centre and rounds its voxel count, so it can
+    end up to a model voxel short of the input's far edge, and those last input slices must not come back empty."""
     if grid.mapping is not None:
         device = grid.array.device if isinstance(grid.array, torch.Tensor) else None
         return labels_to_input_grid(labels, grid.mapping, device)
-    return resample_labels(labels, grid.geometry, volume)
+    return resample_labels(labels, grid.geometry, volume, extrapolate=True)
 
 
-def resample_labels(labels: np.ndarray, source: Volume, target: Volume) -> np.ndarray:
-    """Nearest-neighbour labels from the ``source`` grid onto the ``target`` grid (orientation and spacing)."""
+def resample_labels(labels: np.ndarray, source: Volume, target: Volume, extrapolate: bool = False) -> np.ndarray:
+    """Nearest-neighbour labels from the ``source`` grid onto the ``target`` grid (orientation and spacing).
+    Outside the source grid: 0, or with ``extrapolate`` the nearest source voxel's label."""
     import SimpleITK as sitk
 
     source = source.with_array(labels)
@@ -125,7 +128,13 @@ def resample_labels(labels: np.ndarray, source: Volume, target: Volume) -> np.nd
         return labels
     label_image = to_sitk(source)
     k, j, i = target.grid_shape
-    result = sitk.Resample(label_image, [i, j, k], sitk.Transform(), sitk.sitkNearestNeighbor,
-                           target.origin, target.spacing, tuple(target.direction.ravel()), 0,
-                           label_image.GetPixelID())
-    return sitk.GetArrayFromImage(result)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([i, j, k])
+    resampler.SetOutputOrigin(target.origin)
+    resampler.SetOutputSpacing(target.spacing)
+    resampler.SetOutputDirection(tuple(target.direction.ravel()))
+    resampler.SetInterpolator(sitk.sitkNearestNeighbor)
+    resampler.SetDefaultPixelValue(0)
+    resampler.SetOutputPixelType(label_image.GetPixelID())
+    resampler.SetUseNearestNeighborExtrapolator(extrapolate)
+    return sitk.GetArrayFromImage(resampler.Execute(label_image))

@@ -1,6 +1,6 @@
 """The model grid made with torch on the run's device (CUDA by default), so that a GPU run sends the volume across
 once, in its own voxel type, and reorients, resamples and normalises it there; labels come back to the input grid
-by nearest neighbour with index arithmetic on the host. No SimpleITK on this path.
+by nearest neighbour with index arithmetic. No SimpleITK on this path.
 
 It gives what ``preprocessing.to_model_grid`` gives with SimpleITK (Testing/test_torch_preprocessing.py compares
 them): reorientation is a permutation and flips of the axes (as DICOMOrient), resampling keeps the origin and
@@ -137,8 +137,9 @@ def resampled(volume: Volume, spacing: tuple[float, float, float], device: torch
 
 
 def labels_to_input_grid(labels: np.ndarray, mapping: AxisMapping, device: torch.device | None = None) -> np.ndarray:
-    """Model-grid labels (k, j, i) back on the input grid by nearest neighbour; outside the model grid, 0. The
-    gather runs on ``device`` (the run's GPU: only the model grid's labels go up, the result comes down once)."""
+    """Model-grid labels (k, j, i) back on the input grid by nearest neighbour; an input voxel past the model
+    grid's edge takes the edge voxel (preprocessing.labels_on_input_grid says why). The gather runs on ``device``
+    (the run's GPU: only the model grid's labels go up, the result comes down once)."""
     if (mapping.order == (0, 1, 2) and not any(mapping.flipped) and mapping.model_shape == mapping.input_shape
             and np.allclose(mapping.scale, 1.0)):
         return labels  # the model ran on the input's own grid
@@ -147,12 +148,8 @@ def labels_to_input_grid(labels: np.ndarray, mapping: AxisMapping, device: torch
     for t in range(3):  # model axis t (array dim 2 - t) along reoriented input axis t
         count = mapping.input_shape[mapping.order[t]]
         position = np.floor(np.arange(count) * mapping.scale[t] + 0.5).astype(np.int64)  # ITK rounds half up
-        inside = position < mapping.model_shape[t]
         index = torch.from_numpy(np.minimum(position, mapping.model_shape[t] - 1)).to(device)
         result = result.index_select(2 - t, index)
-        if not inside.all():
-            outside = torch.from_numpy(np.flatnonzero(~inside)).to(device)
-            result.index_fill_(2 - t, outside, 0)
     flips = [2 - t for t in range(3) if mapping.flipped[t]]
     if flips:
         result = result.flip(flips)
