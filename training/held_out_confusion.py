@@ -1,8 +1,9 @@
 """Where a model puts each reference structure of the validation scans: for every label, the share of its
 reference voxels that the model calls each of its labels (or background). docs/distillation.md uses it to see
-what a missed spleen became.
+what a missed spleen became. With ``--per-slice``, also the share found on each slice of the scan's array (its
+first axis), which shows where a structure is lost along the scan.
 
-    python training/held_out_confusion.py MODEL --data DATASET_FOLDER [--labels spleen liver]
+    python training/held_out_confusion.py MODEL --data DATASET_FOLDER [--labels spleen liver] [--per-slice]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--data", required=True, help="dataset folder whose validation cases are scored")
     parser.add_argument("--labels", nargs="+", help="label names to report (default: all)")
+    parser.add_argument("--per-slice", action="store_true", help="also the share found on each slice")
     args = parser.parse_args()
     model = load_model(resolve_model_path(args.model))
     names = {0: "background", **{label.value: label.name for label in model.card.labels}}
@@ -39,6 +41,11 @@ def main() -> None:
             shares = ", ".join(f"{names.get(int(v), str(int(v)))} {c / inside.size:.1%}"
                                for v, c in sorted(zip(values, counts), key=lambda pair: -pair[1]))
             print(f"{case.name} {names[value]} ({inside.size} voxels): {shares}")
+            if args.per_slice:
+                reference = case.labels.array == value
+                recall = [f"{z}: {np.mean(found[z][reference[z]] == value):.2f}"
+                          for z in range(reference.shape[0]) if reference[z].any()]
+                print(f"  found per slice: {', '.join(recall)}")
 
 
 if __name__ == "__main__":
