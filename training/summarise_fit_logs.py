@@ -1,5 +1,6 @@
 """Summarise training logs (*.train.log): per run, the best epoch's held-out Dice and how much the held-out mean
-moves from one epoch to the next, as docs/distillation.md reports the CT tries.
+moves from one epoch to the next, as docs/distillation.md reports the CT and brain tries (liver / spleen / aorta
+for a CT run).
 
     python training/summarise_fit_logs.py docs/figures/ct_distill_attempts/try8_*.train.log
 """
@@ -34,11 +35,13 @@ def summary(path: Path) -> str | None:
     epoch, mean, scores = max(rows, key=lambda row: row[1])
     means = [row[1] for row in rows]
     swing = statistics.mean(abs(later - earlier) for earlier, later in zip(means, means[1:]))
+    line = (f"{path.name}: {len(rows)} epochs, best epoch {epoch}: {mean:.3f}")
+    tail = f"last 10 mean {statistics.mean(means[-10:]):.3f}, mean change per epoch {swing:.3f}"
+    if not any(name in scores for name in WATCHED):  # not a CT run (the brain's one label is the mean)
+        return f"{line}, {tail}"
     watched = " / ".join(f"{scores.get(name, float('nan')):.2f}" for name in WATCHED)
     highest_spleen = max(row[2].get("spleen", float("nan")) for row in rows)
-    return (f"{path.name}: {len(rows)} epochs, best epoch {epoch}: {mean:.3f} ({watched}), "
-            f"last 10 mean {statistics.mean(means[-10:]):.3f}, mean change per epoch {swing:.3f}, "
-            f"highest spleen {highest_spleen:.2f}")
+    return f"{line} ({watched}), {tail}, highest spleen {highest_spleen:.2f}"
 
 
 def main(paths: list[str]) -> None:
