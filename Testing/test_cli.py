@@ -73,6 +73,20 @@ def test_demo_model_card_records_validation(capsys):
     assert {"monai_unet", "monai_segresnet", "monai_swinunetr"} <= {n["name"] for n in listing["networks"]}
 
 
+def test_model_listing_lines_up_and_counts_labels_in_words(capsys):
+    """The text listing: one column of names however long, "1 label" not "1 labels", the Dice to three places."""
+    _, listing, _ = run_cli(capsys, "models", "--json")
+    entries = json.loads(listing)["models"]
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0
+    lines = {entry["name"]: next(line for line in out.splitlines() if line.startswith(f"  {entry['name']} "))
+             for entry in entries}
+    assert len({line.index(entry["network"] + " ") for entry, line in zip(entries, lines.values())}) == 1
+    for entry in entries:
+        count = len(entry["labels"])
+        assert f" {count} {'label' if count == 1 else 'labels'}, " in lines[entry["name"]]
+        assert f"validation mean Dice {entry['validation_mean_dice']:.3f} on " in lines[entry["name"]]
+
 def test_info_counts_parameters_and_macs(capsys):
     code, out, _ = run_cli(capsys, "info", "monai_unet", "--preset", "tiny", "--input", "1x1x32x32x32", "--json")
     assert code == 0

@@ -25,13 +25,16 @@ def run_models(args: argparse.Namespace) -> int:
         presets = ", ".join(net["presets"]) or "-"
         print(f"  {net['name']:<18} {'/'.join(f'{d}D' for d in net['spatial_dims']):<6} presets: {presets}")
     print("Model files:")
+    width = max((len(entry["name"]) for entry in files if "error" not in entry), default=0)
     for entry in files:
         if "error" in entry:
             print(f"  {entry['path']}: unreadable ({entry['error']})")
             continue
         dice = entry.get("validation_mean_dice")
-        print(f"  {entry['name']:<22} {entry['network']} {entry['spatial_dims']}D, {len(entry['labels'])} labels, "
-              f"validation mean Dice {dice if dice is not None else 'n/a'}{_measured_on(entry)}\n    {entry['path']}")
+        count = len(entry["labels"])
+        print(f"  {entry['name']:<{width}}  {entry['network']} {entry['spatial_dims']}D, {count} "
+              f"label{'' if count == 1 else 's'}, validation mean Dice {f'{dice:.3f}' if dice is not None else 'n/a'}"
+              f"{_measured_on(entry)}\n    {entry['path']}")
     return 0
 
 
