@@ -68,6 +68,29 @@ def test_folds_and_another_network_from_one_file(prepared_file, tmp_path):
     assert card.network.name == "monai_segresnet" and card.training["training_items"] == ["case1_0000"]
 
 
+def test_fit_init_fine_tunes_from_a_model_and_says_how_much_it_took(prepared_file, tmp_path, capsys):
+    start = tmp_path / "start.safetensors"
+    assert main(["fit", str(prepared_file), "-o", str(start), "--device", "cpu", "--quiet", "--epochs", "1",
+                 "--iterations-per-epoch", "2"]) == 0
+    tuned = tmp_path / "tuned.safetensors"
+    capsys.readouterr()
+    assert main(["fit", str(prepared_file), "-o", str(tuned), "--device", "cpu", "--quiet", "--epochs", "1",
+                 "--iterations-per-epoch", "1", "--lr", "1e-12", "--seed", "7", "--init", str(start)]) == 0
+    started = load_model(start).network.state_dict()
+    assert f"of the network's {len(started)} weight tensors" in tuned.with_suffix(".train.log").read_text()
+    assert f"started from {start}: {len(started)} of" in tuned.with_suffix(".train.log").read_text()
+    after = load_model(tuned).network.state_dict()
+    changed = [name for name, value in started.items() if not np.allclose(after[name].numpy(), value.numpy(),
+                                                                           atol=1e-6)]
+    assert not changed, changed  # a learning rate of 1e-12 leaves the starting weights where they were
+    assert read_card(tuned).training["config"]["init"] == str(start)
+
+    assert main(["fit", str(prepared_file), "-o", str(tmp_path / "other.safetensors"), "--device", "cpu", "--quiet",
+                 "--epochs", "1", "--network", "monai_segresnet", "--init", str(start)]) != 0
+    assert "no weights match this network" in capsys.readouterr().err
+    assert not (tmp_path / "other.safetensors").exists()
+
+
 def test_a_file_that_is_not_a_prepared_run_is_refused(tmp_path, capsys):
     other = tmp_path / "other.npz"
     np.savez(other, x=np.zeros(3))

@@ -198,6 +198,8 @@ def add_commands(commands) -> None:
                                 ("--workers", int, "data-loading worker processes"), ("--seed", int, "random seed"),
                                 ("--weight-average", float, "EMA decay per batch, e.g. 0.995")):
         fitting.add_argument(flag, type=kind, help=f"{meaning} (default: as prepared)")
+    fitting.add_argument("--init", metavar="MODEL",
+                         help="start from this model file's weights, to fine-tune it (default: as prepared)")
     add_device(fitting)
     fitting.add_argument("--quiet", action="store_true", help="no progress bar")
     fitting.set_defaults(module="fit", handler="run")

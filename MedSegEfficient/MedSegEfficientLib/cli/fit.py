@@ -11,7 +11,7 @@ from MedSegEfficientLib.errors import MedSegError
 
 OVERRIDES = {"epochs": "epochs", "iterations_per_epoch": "iterations_per_epoch", "batch_size": "batch_size",
              "lr": "learning_rate", "max_minutes": "max_minutes", "workers": "workers", "seed": "seed",
-             "weight_average": "weight_average"}
+             "weight_average": "weight_average", "init": "init"}
 
 
 def run(args: argparse.Namespace) -> int:

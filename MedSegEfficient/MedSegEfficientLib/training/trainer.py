@@ -106,7 +106,8 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
         raise MedSegError("soft targets already fill in what a partly labelled case leaves out: give one or the other")
     network = build_from_card(card)
     if config.init:
-        _initialise_from(network, config.init)
+        taken, total = _initialise_from(network, config.init)
+        say(f"started from {config.init}: {taken} of the network's {total} weight tensors")
     network.to(device)
     say(f"training {card.network.name} ({sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters) "
         f"on {len(items)} case(s), validating on {len(validation_cases)}, device {describe_device(device)}"
@@ -272,13 +273,16 @@ def _network_report(network: torch.nn.Module) -> str:
     return f" [{report()}]" if callable(report) else ""
 
 
-def _initialise_from(network: torch.nn.Module, path: str) -> None:
+def _initialise_from(network: torch.nn.Module, path: str) -> tuple[int, int]:
+    """Copy the weights whose names and shapes match (a new label set keeps its fresh head); say how many, since a
+    partial start is easy to miss."""
     source = load_model(path).network.state_dict()
     own = network.state_dict()
     matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not matched:
         raise MedSegError(f"{path}: no weights match this network")
     network.load_state_dict(matched, strict=False)
+    return len(matched), len(own)
 
 
 def _record_results(card: ModelCard, record: EpochRecord, validation_cases: list[TrainingCase],
