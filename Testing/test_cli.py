@@ -81,11 +81,12 @@ def test_model_listing_lines_up_and_counts_labels_in_words(capsys):
     assert code == 0
     lines = {entry["name"]: next(line for line in out.splitlines() if line.startswith(f"  {entry['name']} "))
              for entry in entries}
-    assert len({line.index(entry["network"] + " ") for entry, line in zip(entries, lines.values())}) == 1
+    assert len({lines[entry["name"]].index(entry["network"] + " ") for entry in entries}) == 1
     for entry in entries:
         count = len(entry["labels"])
         assert f" {count} {'label' if count == 1 else 'labels'}, " in lines[entry["name"]]
         assert f"validation mean Dice {entry['validation_mean_dice']:.3f} on " in lines[entry["name"]]
+
 
 def test_info_counts_parameters_and_macs(capsys):
     code, out, _ = run_cli(capsys, "info", "monai_unet", "--preset", "tiny", "--input", "1x1x32x32x32", "--json")

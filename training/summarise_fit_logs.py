@@ -35,7 +35,7 @@ def summary(path: Path) -> str | None:
     epoch, mean, scores = max(rows, key=lambda row: row[1])
     means = [row[1] for row in rows]
     swing = statistics.mean(abs(later - earlier) for earlier, later in zip(means, means[1:]))
-    line = (f"{path.name}: {len(rows)} epochs, best epoch {epoch}: {mean:.3f}")
+    line = f"{path.name}: {len(rows)} epochs, best epoch {epoch}: {mean:.3f}"
     tail = f"last 10 mean {statistics.mean(means[-10:]):.3f}, mean change per epoch {swing:.3f}"
     if not any(name in scores for name in WATCHED):  # not a CT run (the brain's one label is the mean)
         return f"{line}, {tail}"
