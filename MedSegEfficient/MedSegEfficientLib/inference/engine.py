@@ -29,6 +29,7 @@ from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, 
                                                         to_model_grid)
 from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
 from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
+from MedSegEfficientLib.inference.run_report import RunReport, SegmentationResult
 from MedSegEfficientLib.model.weak_labels import weak_labels_notice
 from MedSegEfficientLib.inference.gpu.slice_staging import slice_batches
 from MedSegEfficientLib.inference.sliding_window import count_batches, sliding_window
@@ -66,29 +67,6 @@ class SegmentOptions:
         if self.overlap is not None:
             return self.overlap
         return 0.25 if self.fast else 0.5
-
-
-@dataclass
-class RunReport:
-    device: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)
-    peak_gpu_bytes: int = 0
-    peak_ram_bytes: int = 0
-    notices: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        stages = ", ".join(f"{name} {value:.2f} s" for name, value in self.seconds.items())
-        total = sum(self.seconds.values())
-        memory = f"peak RAM {self.peak_ram_bytes / 2**30:.2f} GiB"
-        if self.peak_gpu_bytes:
-            memory += f", peak GPU {self.peak_gpu_bytes / 2**30:.2f} GiB"
-        return f"{total:.2f} s ({stages}); {memory}; device {self.device}"
-
-
-@dataclass
-class SegmentationResult:
-    labels: np.ndarray  # integer labels on the input grid, (k, j, i)
-    report: RunReport
 
 
 class Segmenter:
