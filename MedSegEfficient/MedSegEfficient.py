@@ -2,9 +2,10 @@
 segmentation.
 
 Thin by design, as Slicer's scripted-module template: Module, parameter node, Widget and Test. The Logic is
-MedSegEfficientLib.slicer.logic.MedSegEfficientLogic (model picker, preflight, background run, region, undo),
-which imports neither qt nor torch at module level and is tested without Slicer; the widget only wires it to the
-panel. Torch and the other dependencies are installed and imported on the first Segment, not when the panel opens.
+MedSegEfficientLib.slicer.logic.MedSegEfficientLogic (model picker, worker process, region, undo), which imports
+neither qt nor torch and is tested without Slicer; the widget only wires it to the panel. The network runs in a
+worker process of Slicer's own Python (Slicer's main thread holds the GIL in Qt's event loop, so a Python thread
+there would crawl); the panel polls it from a QTimer. Slicer 5.10 or newer.
 """
 
 import logging
@@ -22,6 +23,7 @@ from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
 
 DEVICES = {"Auto": "auto", "GPU": "cuda", "CPU": "cpu"}
 POLL_MILLISECONDS = 100
+DEMO_MODEL = "abdomen_ct_demo"  # the self-test's model: small and fast on a CPU
 
 
 class MedSegEfficient(ScriptedLoadableModule):
@@ -35,33 +37,43 @@ class MedSegEfficient(ScriptedLoadableModule):
                                 "model file) on the GPU or CPU; the result is an editable segmentation.")
         self.parent.acknowledgementText = ("Sample data and demo labels: TotalSegmentator (Wasserthal et al., "
                                            "Radiology: AI 2023), Apache-2.0.")
+        # With the module, not the panel: a script may use the Logic before the panel is ever opened.
+        slicer.app.connect("startupCompleted()", loadTerminology)
+
+
+def loadTerminology():
+    """The codes our models use that Slicer's terminology lists lack."""
+    MedSegEfficientLogic.loadTerminology(slicer.modules.terminologies.logic())
 
 
 @parameterNodeWrapper
 class MedSegEfficientParameterNode:
-    inputVolume: slicer.vtkMRMLVolumeNode
+    # Concrete classes only: Slicer finds a selector's node types by instantiating the declared class. Vector
+    # (RGB) volumes are scalar volume nodes; the .ui hides label maps and tensors.
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
     modelPath: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "Auto"
     quality: Annotated[str, Choice(["Full", "Fast"])] = "Full"
-    roi: slicer.vtkMRMLMarkupsROINode
-    outputSegmentation: slicer.vtkMRMLSegmentationNode
+    roi: slicer.vtkMRMLMarkupsROINode  # None: the whole volume
+    outputSegmentation: slicer.vtkMRMLSegmentationNode  # None: a new segmentation
 
 
 class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: settings persist in the scene's parameter node; Segment runs off the main thread."""
+    """The panel: settings persist in the scene's parameter node; Segment runs in the worker process."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._guiConnections = None
-        self._run = None  # the BackgroundRun in flight
+        self._parameterNodeGuiTag = None
+        self._run = None  # the WorkerRun in flight
         self._prepared = None
         self._outputOfRun = None  # the segmentation the run in flight writes into (None: a new one)
         self._lastResult = None
         self._cancelReason = ""
         self._timer = None
+        self._deviceProbe = None
         # Dialogs, replaceable so that tests can answer them.
         self.chooseModelFile = lambda: qt.QFileDialog.getOpenFileName(
             None, "Import model file", "", "MedSegEfficient model (*.safetensors)")
@@ -74,7 +86,6 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(panel)
         panel.setMRMLScene(slicer.mrmlScene)
         self.logic = MedSegEfficientLogic(ensureDependencies=ensureDependencies)
-        self.logic.loadTerminology(slicer.modules.terminologies.logic())
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MILLISECONDS)
         self._timer.timeout.connect(self._poll)
@@ -82,16 +93,24 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.importModelButton.clicked.connect(self.onImportModel)
         self.ui.undoButton.clicked.connect(self.onUndo)
         self.ui.modelSelector.currentIndexChanged.connect(self._onModelChosen)
-        self.ui.deviceInfoLabel.text = self.logic.deviceInfo()  # from the driver: no CUDA context at setup
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        # A run is left alone safely: closing the scene or removing its input (or output) node cancels it.
+        # The driver is asked in a child process that _poll reads: setup never waits for nvidia-smi.
+        self.ui.deviceInfoLabel.text = "Auto: looking for a GPU..."
+        self._deviceProbe = self.logic.startDeviceProbe()
+        self._timer.start()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        # A run is left alone safely: removing its input (or output) node cancels it.
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAboutToBeRemovedEvent, self.onNodeAboutToBeRemoved)
         self.initializeParameterNode()
 
     def cleanup(self):
-        if self._run is not None:
-            self._run.cancel()
+        """Application exit and module reload: the timer stops, a run is cancelled and the worker ends."""
+        if self._timer is not None:
+            self._timer.stop()
+        self._cancelRun("the module was closed")
+        self._run = None
+        if self.logic is not None:
+            self.logic.shutdown()
         self.setParameterNode(None)
         self.removeObservers()
 
@@ -99,7 +118,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self):
-        # Nothing listens while the module is hidden: the GUI bindings and the parameter-node observer go.
+        # Nothing listens while the module is hidden: the GUI bindings and the parameter-node observer go. A run
+        # in flight goes on; its result is added when it ends.
         self.setParameterNode(None)
 
     def onReload(self):
@@ -110,6 +130,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self._cancelRun("the scene was closed")
+        self.setParameterNode(None)  # it is being reset: the GUI lets go of it
 
     @vtk.calldata_type(vtk.VTK_OBJECT)
     def onNodeAboutToBeRemoved(self, caller, event, node):
@@ -132,12 +153,12 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setParameterNode(self, parameterNode):
         if self._parameterNode:
-            if self._guiConnections is not None:
-                self._parameterNode.disconnectGui(self._guiConnections)
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = parameterNode
         if self._parameterNode:
-            self._guiConnections = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
             self._onParameterNodeModified()
 
@@ -148,6 +169,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- models ---------------------------------------------------------------------------------------------
     def refreshModels(self):
         """Only the models whose card fits the input, and a line saying which are hidden and why."""
+        if self._parameterNode is None:
+            return  # the module is hidden (or the scene closing): enter() refreshes
         fitting, hidden = self.logic.modelChoices(self._parameterNode.inputVolume)
         history = self.logic.runHistory()
         wanted = self._parameterNode.modelPath
@@ -168,7 +191,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.modelPath = chosen["path"]
 
     def _onModelChosen(self, index):
-        if index >= 0:
+        if index >= 0 and self._parameterNode is not None:
             self._parameterNode.modelPath = self.ui.modelSelector.itemData(index)
 
     def onImportModel(self):
@@ -182,6 +205,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- running ------------------------------------------------------------------------------------------
     def _checkCanApply(self):
+        if self._parameterNode is None:
+            return
         reason = self.logic.whyCannotRun(self._parameterNode)
         self.ui.segmentButton.enabled = self._run is not None or not reason
         self.ui.segmentButton.toolTip = reason or "Segment the input volume with the selected model."
@@ -192,26 +217,33 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Cancelling..."
             return
         params = self._parameterNode
-        device, fast, batch = DEVICES[params.device], params.quality == "Fast", None
+        self._startRun(DEVICES[params.device], params.quality == "Fast", None, checkMemory=True)
+
+    def _startRun(self, device, fast, batch, checkMemory):
+        """The run goes to the worker; with ``checkMemory`` it first checks that the run fits and, if not, stops
+        to ask (``_finish`` then offers Fast mode, the CPU or running anyway)."""
+        params = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Segmentation cannot start.", waitCursor=True):
-            preflight = self.logic.preflight(params.inputVolume, params.modelPath, device)
-            if not preflight.fits:
-                choice = self.askPreflight(preflight)
-                if choice is None:
-                    return
-                device, fast, batch = {"fast": (device, True, 1), "cpu": ("cpu", fast, None),
-                                       "anyway": (device, fast, None)}[choice]
-            self._prepared = self.logic.prepare(params.inputVolume, params.modelPath, device, fast, batch,
-                                                params.roi, checkMemory=preflight.fits)
+            self._prepared = self.logic.prepare(params.inputVolume, params.modelPath, device, fast, batch, params.roi,
+                                                checkMemory=checkMemory)
             self._outputOfRun = params.outputSegmentation
             self._cancelReason = ""
-            self._run = self.logic.startBackground(self._prepared)
+            self._run = self.logic.startBackground(self._prepared, checkFirst=checkMemory)
             self.ui.segmentButton.text = "Cancel"
             self.ui.progressBar.value = 0
             self.ui.resultLabel.text = ""
             self._timer.start()
 
     def _poll(self):
+        if self._deviceProbe is not None:
+            line = self._deviceProbe.poll()
+            if line is not None:
+                self.ui.deviceInfoLabel.text = line
+                self._deviceProbe = None
+        if self._run is None:
+            if self._deviceProbe is None:
+                self._timer.stop()
+            return
         status = self._run.status()
         self.ui.progressBar.value = int(round(100 * status.fraction))
         self.ui.statusLabel.text = status.stage
@@ -219,28 +251,43 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._finish(status)
 
     def _finish(self, status):
-        self._timer.stop()
         self._run = None
         self.ui.segmentButton.text = "Segment"
+        prepared, output = self._prepared, self._outputOfRun
+        self._prepared = self._outputOfRun = None
         try:
             if status.cancelled:
                 self.ui.statusLabel.text = f"Cancelled ({self._cancelReason or 'by the user'}): the scene is unchanged."
+            elif status.preflight is not None:
+                self._askAndRestart(prepared, status.preflight)
             elif status.error is not None:
-                logging.error("MedSegEfficient run failed:\n" + status.traceback)
-                self.ui.statusLabel.text = "Failed: the scene is unchanged."
+                if status.traceback:
+                    logging.error("MedSegEfficient run failed:\n" + status.traceback)
+                self.ui.statusLabel.text = f"Failed: {status.error}. The scene is unchanged."
                 slicer.util.errorDisplay(f"Segmentation failed: {status.error}", detailedText=status.traceback)
             else:
                 with slicer.util.tryWithErrorDisplay("The segmentation could not be added to the scene."):
-                    self._lastResult = self.logic.apply(self._prepared, status.result, self._outputOfRun)
+                    self._lastResult = self.logic.apply(prepared, status.result, output)
                     self.ui.progressBar.value = 100
                     self.ui.statusLabel.text = "Done."
                     report = self._lastResult.report
                     self.ui.resultLabel.text = "\n".join([report.summary(), *(f"Note: {n}" for n in report.notices)])
                     self.ui.undoButton.enabled = self._lastResult.undo is not None
-                    self.refreshModels()  # the measured speed
+                self.refreshModels()  # the measured speed
         finally:
-            self._prepared = self._outputOfRun = None
             self._checkCanApply()
+
+    def _askAndRestart(self, prepared, preflight):
+        """The run would not fit: the user picks Fast mode, the CPU, running anyway, or nothing."""
+        self.ui.statusLabel.text = "Needs more memory than is free."
+        choice = self.askPreflight(preflight)
+        if choice is None or self._parameterNode is None:
+            self.ui.statusLabel.text = "Not run: the scene is unchanged."
+            return
+        options = prepared.options
+        device, fast, batch = {"fast": (options["device"], True, 1), "cpu": ("cpu", options["fast"], None),
+                               "anyway": (options["device"], options["fast"], None)}[choice]
+        self._startRun(device, fast, batch, checkMemory=False)
 
     def onUndo(self):
         if self._lastResult is not None and self._lastResult.undo is not None:
@@ -252,7 +299,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """'fast', 'cpu', 'anyway' or None (do not run)."""
         box = qt.QMessageBox()
         box.setWindowTitle("MedSegEfficient")
-        box.setText("This run " + preflight.message())
+        box.setText("This run " + preflight["message"])
         buttons = {box.addButton("Fast mode", qt.QMessageBox.AcceptRole): "fast",
                    box.addButton("Use the CPU", qt.QMessageBox.AcceptRole): "cpu",
                    box.addButton("Run anyway", qt.QMessageBox.DestructiveRole): "anyway"}
@@ -269,16 +316,22 @@ def ensureDependencies():
 
 
 class MedSegEfficientTest(ScriptedLoadableModuleTest):
-    """Runs in a real Slicer: the demo model on a synthetic CT volume node, then checks segments and geometry."""
+    """Slicer's factory runs this (ctest, testing mode). Without PyTorch (the PyTorch extension installs it only at
+    run time) it tests the panel, the parameter node, the model list and a scene round trip, and says that it
+    skipped the network; with PyTorch it also segments a phantom CT with the demo model."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_demo_model_on_volume_node()
+        self.test_panel_binds_the_parameter_node_and_lists_models()
+        self.setUp()
+        self.test_scene_round_trip_of_labels()
+        self.setUp()
+        self.test_demo_model_segments_a_phantom()
 
-    def test_demo_model_on_volume_node(self):
+    def phantom(self):
         import numpy as np
 
         volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "phantom CT")
@@ -287,16 +340,62 @@ class MedSegEfficientTest(ScriptedLoadableModuleTest):
         array[5:35, 16:80, 16:80] = 40  # a soft-tissue body
         array[10:30, 30:60, 20:45] = 60  # a liver-like block
         slicer.util.updateVolumeFromArray(volume, array)
-        logic = MedSegEfficientLogic(ensureDependencies=ensureDependencies)
-        result = logic.process(volume, None, device="cpu", fast=True)
-        segmentation = result.segmentation_node
-        self.assertIsNotNone(segmentation)
-        names = {segmentation.GetSegmentation().GetSegment(i).GetName()
-                 for i in segmentation.GetSegmentation().GetSegmentIDs()}
+        return volume
+
+    def test_panel_binds_the_parameter_node_and_lists_models(self):
+        widget = MedSegEfficientWidget()  # no parent: Slicer's base class makes one and runs setup()
+        try:
+            volume = self.phantom()
+            widget.ui.inputVolumeSelector.setCurrentNode(volume)
+            self.assertEqual(widget._parameterNode.inputVolume, volume)
+            self.assertGreater(widget.ui.modelSelector.count, 0, "no model listed for a CT")
+            self.assertTrue(widget.ui.segmentButton.enabled, widget.ui.segmentButton.toolTip)
+            widget.ui.qualitySelector.currentIndex = 1
+            self.assertEqual(widget._parameterNode.quality, "Fast")
+        finally:
+            widget.cleanup()
+
+    def test_scene_round_trip_of_labels(self):
+        """Labels as the worker returns them become a segmentation whose segments give the same voxels back."""
+        import numpy as np
+        from MedSegEfficientLib.inference.run_report import RunReport, SegmentationResult
+        from MedSegEfficientLib.model.library import resolve_model_path
         from MedSegEfficientLib.model.model_file import read_card
 
+        volume = self.phantom()
+        logic = MedSegEfficientLogic(ensureDependencies=ensureDependencies)
+        prepared = logic.prepare(volume, str(resolve_model_path(DEMO_MODEL)))
+        labels_of = read_card(prepared.model_path).labels
+        labels = np.zeros(prepared.volume.grid_shape, np.uint8)
+        labels[10:30, 30:60, 20:45] = labels_of[0].value
+        labels[5:9, 16:80, 16:80] = labels_of[1].value
+        node = logic.apply(prepared, SegmentationResult(labels, RunReport(device="none"))).segmentation_node
+        segmentation = node.GetSegmentation()
+        for label in labels_of[:2]:
+            segment_id = segmentation.GetSegmentIdBySegmentName(label.name)
+            self.assertTrue(segment_id, f"no segment {label.name}")
+            back = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, volume)
+            self.assertTrue(np.array_equal(back > 0, labels == label.value), label.name)
+
+    def test_demo_model_segments_a_phantom(self):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            self.delayDisplay("PyTorch is not installed: the network part of the self-test was skipped")
+            return
+        from MedSegEfficientLib.model.library import resolve_model_path
+        from MedSegEfficientLib.model.model_file import read_card
+
+        volume = self.phantom()
+        logic = MedSegEfficientLogic(ensureDependencies=ensureDependencies)
+        try:
+            result = logic.process(volume, str(resolve_model_path(DEMO_MODEL)), device="cpu", fast=True)
+        finally:
+            logic.shutdown()
+        segmentation = result.segmentation_node.GetSegmentation()
+        names = {segmentation.GetSegment(i).GetName() for i in segmentation.GetSegmentIDs()}
         self.assertTrue(names, "the demo model found no segment in the phantom")
-        self.assertTrue(names <= {label.name for label in read_card(logic.defaultModelPath()).labels})
-        geometry = segmentation.GetSegmentation().GetConversionParameter("Reference image geometry")
+        self.assertTrue(names <= {label.name for label in read_card(resolve_model_path(DEMO_MODEL)).labels})
+        geometry = segmentation.GetConversionParameter("Reference image geometry")
         self.assertTrue(geometry.endswith("0;95;0;95;0;39;"))
-        self.delayDisplay("MedSegEfficient self-test passed")
+        self.delayDisplay("MedSegEfficient self-test passed, network included")

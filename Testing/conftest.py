@@ -11,6 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "MedSegEfficient"), str(Path(__file__).resolve().parent)]
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The Slicer panel's worker process registers the test networks too (models_for_tests), and uses 2 threads.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])
+os.environ["MEDSEG_WORKER_IMPORTS"] = "models_for_tests"
 
 import torch  # noqa: E402
 

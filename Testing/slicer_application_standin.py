@@ -1,30 +1,36 @@
-"""STAND-IN for the Slicer application layer, which cannot run here.
+"""STAND-IN for the Slicer application layer, which cannot run here, held to Slicer's rules.
 
 ``slicer-core`` has Slicer's MRML and logic libraries but not the application: no ``slicer.ScriptedLoadableModule``,
-no ``slicer.parameterNodeWrapper``, no ``qt`` (PythonQt), no ``slicer.app``. These named stand-ins let the real module
-file run its real widget on real Qt (PySide6, offscreen) against a real slicer-core scene:
+no ``slicer.parameterNodeWrapper``, no ``qt`` (PythonQt), no ``slicer.app``. These stand-ins, written from reading
+Slicer's own source (Base/Python/slicer/ScriptedLoadableModule.py, util.py, parameterNodeWrapper/, the scripted
+module template), let the real module file run its real widget on real Qt (PySide6, offscreen) against a real
+slicer-core scene, and fail where Slicer would fail:
 
-- ``qt``: PySide6's classes under one module, as PythonQt exposes them.
-- PythonQt reads and writes Qt properties as attributes (``button.enabled = False``); ``PythonQtStyle`` gives a
-  PySide6 widget that behaviour. Slicer-only widget classes in the .ui load as their Qt base class.
-- ``parameterNodeWrapper``: stores each field in a real ``vtkMRMLScriptedModuleNode`` (strings as parameters, nodes
-  as node references, as Slicer does) and binds combo boxes named by ``SlicerParameterName`` in ``connectGui``.
-- ``ScriptedLoadableModule*`` base classes: the few members the module uses (layout, resource path, reload).
+- the module is loaded, opened, left, reloaded and closed as Slicer does it (``SlicerApplicationStandIn``): the
+  module class is made when the module loads and ``startupCompleted()`` fires after; the widget is made with the
+  module panel as parent and ``setup()`` runs once, then ``enter()``; leaving runs ``exit()``; a reload re-reads
+  the file, calls the old widget's ``cleanup()`` and sets a new widget up; quitting emits
+  ``moduleAboutToBeUnloaded``, which calls ``cleanup()``. A widget made without a parent runs ``setup()`` itself.
+- the parameter node wrapper and its GUI connectors: slicer_parameter_node_standin.py and
+  slicer_mrml_widgets_standin.py;
+- testing mode, where nothing may be installed; ``SlicerEventLoop`` runs the event loop as Slicer's main thread
+  does, holding the GIL in C++ between Python callbacks.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import re
 import sys
+import time
 import types
-import typing
 import unittest
 from pathlib import Path
 
-MODULE_DIR = Path(__file__).resolve().parents[1] / "MedSegEfficient"
-MODULE_FILE = MODULE_DIR / "MedSegEfficient.py"
-SLICER_ONLY_CLASSES = ("qMRMLWidget", "ctkCollapsibleButton", "qMRMLNodeComboBox")
+MODULE_NAME = "MedSegEfficient"
+MODULE_DIR = Path(__file__).resolve().parents[1] / MODULE_NAME
+MODULE_FILE = MODULE_DIR / f"{MODULE_NAME}.py"
 
 
 class PythonQtStyle:
@@ -34,8 +40,7 @@ class PythonQtStyle:
         object.__setattr__(self, "qobject", qobject)
 
     def _is_property(self, name: str) -> bool:
-        meta = self.qobject.metaObject()
-        return meta.indexOfProperty(name) >= 0
+        return self.qobject.metaObject().indexOfProperty(name) >= 0
 
     def __getattr__(self, name: str):
         if self._is_property(name):
@@ -47,9 +52,6 @@ class PythonQtStyle:
             self.qobject.setProperty(name, value)
         else:
             object.__setattr__(self, name, value)
-
-    def setMRMLScene(self, scene) -> None:  # qMRMLWidget / qMRMLNodeComboBox: the scene is kept, nothing else
-        object.__setattr__(self, "mrmlScene", scene)
 
 
 def qt_module() -> types.ModuleType:
@@ -64,20 +66,28 @@ def qt_module() -> types.ModuleType:
 
 
 def load_ui(path):
-    """slicer.util.loadUI with Slicer-only classes loaded as QWidget."""
+    """slicer.util.loadUI: Slicer's widget classes are the stand-ins; the top qMRMLWidget passes its scene on only
+    to the widgets that the .ui's ``mrmlSceneChanged -> setMRMLScene`` connections name, as in Slicer."""
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
     from PySide6.QtUiTools import QUiLoader
 
+    from slicer_mrml_widgets_standin import SLICER_WIDGET_CLASSES, qMRMLWidget
+
     text = Path(path).read_text()
-    for name in SLICER_ONLY_CLASSES:
-        text = text.replace(f'class="{name}"', 'class="QWidget"')
-    text = re.sub(r"<connections>.*</connections>", "", text, flags=re.S)  # signals of Slicer-only classes
+    receivers = re.findall(r"<signal>mrmlSceneChanged\(vtkMRMLScene\*\)</signal>\s*<receiver>(\w+)</receiver>\s*"
+                           r"<slot>setMRMLScene\(vtkMRMLScene\*\)</slot>", text)
+    text = re.sub(r"<connections>.*</connections>", "", text, flags=re.S)
+    loader = QUiLoader()
+    for widget_class in SLICER_WIDGET_CLASSES:
+        loader.registerCustomWidget(widget_class)
     data = QByteArray(text.encode())  # kept alive while the loader reads it
     buffer = QBuffer(data)
     buffer.open(QIODevice.ReadOnly)
-    widget = QUiLoader().load(buffer)
+    widget = loader.load(buffer)
     if widget is None:
         raise RuntimeError(f"could not load {path}")
+    if isinstance(widget, qMRMLWidget):
+        widget.scene_receivers = receivers
     return PythonQtStyle(widget)
 
 
@@ -91,59 +101,6 @@ def child_widget_variables(panel):
     return ui
 
 
-class Choice:
-    def __init__(self, choices) -> None:
-        self.choices = list(choices)
-
-
-def parameter_node_wrapper(cls):
-    """Fields stored in the wrapped vtkMRMLScriptedModuleNode; the wrapper is observable like the node."""
-    import slicer
-
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {name: typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
-              for name, hint in hints.items()}
-    defaults = {name: getattr(cls, name, None) for name in fields}
-
-    class Wrapper:
-        def __init__(self, node) -> None:
-            object.__setattr__(self, "_node", node)
-            object.__setattr__(self, "_bindings", [])
-
-        def __getattr__(self, name):
-            if name not in fields:
-                return getattr(self._node, name)
-            if isinstance(fields[name], type) and issubclass(fields[name], slicer.vtkMRMLNode):
-                return self._node.GetNodeReference(name)
-            value = self._node.GetParameter(name)
-            return value if value else defaults[name]
-
-        def __setattr__(self, name, value) -> None:
-            if isinstance(fields[name], type) and issubclass(fields[name], slicer.vtkMRMLNode):
-                self._node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
-            else:
-                self._node.SetParameter(name, str(value))
-            for binding in self._bindings:
-                binding()
-
-        def connectGui(self, ui):
-            from PySide6.QtWidgets import QComboBox
-
-            for widget in vars(ui).values():
-                name = widget.qobject.property("SlicerParameterName")
-                if name in fields and isinstance(widget.qobject, QComboBox):
-                    combo = widget.qobject
-                    combo.setCurrentIndex(max(0, combo.findText(str(getattr(self, name)))))
-                    combo.currentTextChanged.connect(lambda text, name=name: setattr(self, name, text))
-            return ui
-
-        def disconnectGui(self, connections) -> None:
-            pass
-
-    Wrapper.__name__ = cls.__name__
-    return Wrapper
-
-
 class _Layout:
     def __init__(self, layout) -> None:
         self.layout = layout
@@ -152,66 +109,236 @@ class _Layout:
         self.layout.addWidget(getattr(widget, "qobject", widget))
 
 
+def _module_panel():
+    """The module panel Slicer gives a scripted widget as parent (qSlicerScriptedLoadableModuleWidget)."""
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    class ModulePanel(QWidget):
+        isEntered = False
+
+    panel = ModulePanel()
+    panel.setLayout(QVBoxLayout())
+    panel.resize(380, 600)
+    return panel
+
+
 class ScriptedLoadableModule:
     def __init__(self, parent=None) -> None:
         self.parent = parent if parent is not None else types.SimpleNamespace()
+        self.moduleName = type(self).__name__
 
 
 class ScriptedLoadableModuleWidget:
     def __init__(self, parent=None) -> None:
-        self.parent = parent if parent is not None else types.SimpleNamespace(isEntered=True)
+        import slicer
+        from PySide6.QtWidgets import QVBoxLayout
+
+        from slicer_mrml_widgets_standin import qMRMLWidget
+
+        self.moduleName = type(self).__name__[:-len("Widget")]
+        if not parent:
+            self.parent = qMRMLWidget()
+            self.parent.setLayout(QVBoxLayout())
+            self.parent.setMRMLScene(slicer.mrmlScene)
+        else:
+            self.parent = parent
+        self.layout = _Layout(self.parent.layout())
+        if not parent:
+            self.setup()
+        slicer.app.moduleManager().connect("moduleAboutToBeUnloaded(QString)", self._onModuleAboutToBeUnloaded)
 
     def setup(self) -> None:
-        from PySide6.QtWidgets import QVBoxLayout, QWidget
+        pass  # Slicer adds its developer section (Reload, Test) here
 
-        self.widget = QWidget()
-        self.widget.resize(380, 600)
-        self.layout = _Layout(QVBoxLayout(self.widget))
+    def cleanup(self) -> None:
+        pass
+
+    def _onModuleAboutToBeUnloaded(self, moduleName: str) -> None:
+        import slicer
+
+        if moduleName == self.moduleName:
+            self.cleanup()
+            slicer.app.moduleManager().disconnect("moduleAboutToBeUnloaded(QString)", self._onModuleAboutToBeUnloaded)
 
     def resourcePath(self, filename: str) -> str:
         return str(MODULE_DIR / "Resources" / filename)
 
-    def onReload(self) -> None:  # Slicer re-reads the module file; here the reload is recorded
-        self.reloaded = True
+    def onReload(self) -> None:
+        import slicer
+
+        slicer.util.reloadScriptedModule(self.moduleName)
 
 
 class ScriptedLoadableModuleTest(unittest.TestCase):
     """Slicer's test base is a unittest.TestCase whose delayDisplay shows a message in the application."""
 
     def delayDisplay(self, message: str, msec: int = 1000) -> None:
-        self.messages = getattr(self, "messages", []) + [message]
+        import slicer
+
+        slicer.app.displayed.append(message)
 
 
-def install(testing: bool = False) -> list[str]:
-    """Install the stand-ins; returns the messages that slicer.util.errorDisplay would have shown."""
+class _ModuleManager:
+    def __init__(self) -> None:
+        self.unload_slots: list = []
+
+    def connect(self, signal: str, slot) -> None:
+        if signal != "moduleAboutToBeUnloaded(QString)":
+            raise RuntimeError(f"the module manager has no signal {signal}")
+        self.unload_slots.append(slot)
+
+    def disconnect(self, signal: str, slot) -> None:
+        self.unload_slots.remove(slot)
+
+
+class SlicerApplicationStandIn:
+    """slicer.app, and the module lifecycle Slicer drives."""
+
+    applicationName = "Slicer (stand-in)"
+
+    def __init__(self, testing: bool = False) -> None:
+        self.testing = testing
+        self.errors: list[str] = []
+        self.displayed: list[str] = []
+        self.restarts = 0
+        self._startup_slots: list = []
+        self._manager = _ModuleManager()
+        self.module = None  # the loaded module file
+        self.panel = None
+        self.widget = None
+
+    # --- what the module calls --------------------------------------------------------------------------------
+    def testingEnabled(self) -> bool:
+        return self.testing
+
+    def connect(self, signal: str, slot) -> None:
+        if signal != "startupCompleted()":
+            raise RuntimeError(f"slicer.app has no signal {signal}")
+        self._startup_slots.append(slot)
+
+    def moduleManager(self) -> _ModuleManager:
+        return self._manager
+
+    def setOverrideCursor(self, cursor) -> None:
+        pass
+
+    def restoreOverrideCursor(self) -> None:
+        pass
+
+    # --- what Slicer does ----------------------------------------------------------------------------------------
+    def load_module(self):
+        import slicer
+
+        spec = importlib.util.spec_from_file_location(MODULE_NAME, MODULE_FILE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[MODULE_NAME] = module
+        spec.loader.exec_module(module)
+        module.displayed_errors = self.errors
+        self.module = module
+        getattr(module, MODULE_NAME)(types.SimpleNamespace())
+        slicer.modules.medsegefficient = types.SimpleNamespace(widgetRepresentation=lambda: self.panel)
+        return module
+
+    def complete_startup(self) -> None:
+        for slot in self._startup_slots:
+            slot()
+
+    def open_module(self):
+        """The user picks the module: the widget is made and set up on the first opening, then entered."""
+        import slicer
+
+        if self.widget is None:
+            self.panel = _module_panel()
+            self.widget = getattr(self.module, f"{MODULE_NAME}Widget")(self.panel)
+            self.widget.setup()
+            setattr(slicer.modules, f"{MODULE_NAME}Widget", self.widget)
+        self.panel.isEntered = True
+        self.widget.enter()
+        return self.widget
+
+    def leave_module(self) -> None:
+        self.panel.isEntered = False
+        self.widget.exit()
+
+    def reload_module(self):
+        """slicer.util.reloadScriptedModule: the file is read anew, the old widget cleaned up, a new one set up."""
+        import slicer
+
+        old = self.widget
+        self.load_module()
+        old.cleanup()
+        self._manager.disconnect("moduleAboutToBeUnloaded(QString)", old._onModuleAboutToBeUnloaded)
+        entered = self.panel.isEntered
+        self.widget = getattr(self.module, f"{MODULE_NAME}Widget")(self.panel)
+        self.widget.setup()
+        setattr(slicer.modules, f"{MODULE_NAME}Widget", self.widget)
+        if entered:
+            self.widget.enter()
+        return self.widget
+
+    def quit(self) -> None:
+        for slot in list(self._manager.unload_slots):
+            slot(MODULE_NAME)
+
+
+class SlicerEventLoop:
+    """The main thread's event loop. ``slicer_regime``: as in Slicer, where the main thread sits in Qt's C++ event
+    loop holding the GIL (PythonQt does not release it) and Python threads run only while a Python callback runs;
+    here the GIL is held in a C call (``ctypes.PyDLL``) between event passes. Otherwise the main thread sleeps
+    between passes, releasing the GIL."""
+
+    def __init__(self, slicer_regime: bool, pass_milliseconds: int = 100) -> None:
+        self.slicer_regime, self.pass_milliseconds = slicer_regime, pass_milliseconds
+        self._hold = ctypes.PyDLL(None).usleep  # PyDLL: the GIL stays held during the call
+
+    def run_until(self, done, timeout: float = 300.0) -> float:
+        from PySide6.QtWidgets import QApplication
+
+        application = QApplication.instance()
+        started = time.perf_counter()
+        while not done():
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError("the event loop waited too long")
+            application.processEvents()
+            if self.slicer_regime:
+                self._hold(self.pass_milliseconds * 1000)
+            else:
+                time.sleep(self.pass_milliseconds / 1000)
+        return time.perf_counter() - started
+
+
+def install(testing: bool = False) -> SlicerApplicationStandIn:
+    """Install the stand-ins on the ``slicer`` package of slicer-core; returns the application."""
     import slicer
     import slicer.util
 
-    errors: list[str] = []
+    import slicer_parameter_node_standin as wrapper_standin
+
+    application = SlicerApplicationStandIn(testing)
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     for item in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleTest):
         setattr(scripted, item.__name__, item)
     sys.modules["slicer.ScriptedLoadableModule"] = scripted
     slicer.ScriptedLoadableModule = scripted
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper, wrapper.Choice = parameter_node_wrapper, Choice
+    wrapper.parameterNodeWrapper, wrapper.Choice = wrapper_standin.parameter_node_wrapper, wrapper_standin.Choice
     sys.modules["slicer.parameterNodeWrapper"] = wrapper
     slicer.parameterNodeWrapper = wrapper
-    if importlib.util.find_spec("PySide6") is not None:
-        sys.modules["qt"] = qt_module()
-    slicer.app = types.SimpleNamespace(testingEnabled=lambda: testing, setOverrideCursor=lambda cursor: None,
-                                       restoreOverrideCursor=lambda: None, applicationName="Slicer (stand-in)")
+    sys.modules["qt"] = qt_module()
+    slicer.app = application
     slicer.util.loadUI = load_ui
     slicer.util.childWidgetVariables = child_widget_variables
-    slicer.util.errorDisplay = lambda text, **kwargs: errors.append(text)
+    slicer.util.errorDisplay = lambda text, **kwargs: application.errors.append(text)
     slicer.util.confirmOkCancelDisplay = lambda text, **kwargs: True
-    return errors
+    slicer.util.reloadScriptedModule = lambda name: application.reload_module()
+    slicer.util.modulePath = lambda name: str(MODULE_FILE)
+    slicer.util.restart = lambda: setattr(application, "restarts", application.restarts + 1)
+    return application
 
 
 def import_module_file(testing: bool = False):
-    errors = install(testing)
-    spec = importlib.util.spec_from_file_location("MedSegEfficient", MODULE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.displayed_errors = errors
+    """The module file as Slicer loads it (after install); ``module.application`` is the stand-in application."""
+    application = install(testing)
+    module = application.load_module()
+    module.application = application
     return module

@@ -130,9 +130,9 @@ def test_every_subpackage_says_what_lives_there():
 
 
 def test_the_slicer_logic_lists_models_and_the_device_without_torch():
-    """Opening the panel imports no torch and makes no CUDA context: the dependencies come on the first run."""
+    """Slicer's process imports no torch and makes no CUDA context: the network and torch live in the worker."""
     code = ("import sys; from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic as L; "
-            "fitting, hidden = L.modelChoices(); line = L.deviceInfo(); "
+            "fitting, hidden = L.modelChoices(); line = L.startDeviceProbe().wait(); "
             "print(len(fitting), 'torch' in sys.modules, 'safetensors' in sys.modules, line.startswith('Auto: '))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT / "MedSegEfficient", timeout=120)

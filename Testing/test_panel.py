@@ -37,14 +37,14 @@ def panel(application, slicer_logics, user_models):
 
     slicer_logics.install_application_globals()
     module = import_module_file(testing=False)
-    widget = module.MedSegEfficientWidget()
-    widget.setup()
+    module.application.complete_startup()
+    widget = module.application.open_module()
     widget.module = module
     yield widget
     if widget._run is not None:
         widget._run.cancel()
         widget._run.wait(30)
-    widget.cleanup()
+    module.application.quit()
 
 
 def add_ct(slicer_logics, samples):
@@ -117,6 +117,7 @@ def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel
     assert panel.ui.segmentButton.enabled
     panel.ui.segmentButton.click()  # the RGB slice through the 2D model
     wait_until_done(panel, application)
+    assert panel.ui.statusLabel.text == "Done.", (panel.ui.statusLabel.text, panel.module.displayed_errors)
     segmentation = slicer_logics.scene.GetNodesByClass("vtkMRMLSegmentationNode").GetItemAsObject(0)
     names = [segmentation.GetSegmentation().GetSegment(i).GetName()
              for i in segmentation.GetSegmentation().GetSegmentIDs()]
@@ -200,7 +201,7 @@ def test_a_run_reaches_100_percent_shows_the_result_line_and_editable_segments(p
     assert "last run here" in panel.ui.modelInfoLabel.text  # the measured speed
     # The README's screenshot: this panel after this run (MEDSEG_UPDATE_SCREENSHOT=1 refreshes the committed one).
     path = tmp_path / "panel.png"
-    assert panel.widget.grab().save(str(path)) and path.stat().st_size > 10_000
+    assert panel.parent.grab().save(str(path)) and path.stat().st_size > 10_000
     if os.environ.get("MEDSEG_UPDATE_SCREENSHOT"):
         shutil.copyfile(path, SCREENSHOT)
 
@@ -277,27 +278,27 @@ def test_a_rerun_into_an_existing_segmentation_can_be_undone(panel, application,
 @pytest.mark.slow
 def test_preflight_that_does_not_fit_asks_and_can_switch_to_the_cpu_or_stop(panel, application, slicer_logics,
                                                                               samples, monkeypatch):
-    from MedSegEfficientLib.inference import preflight
-
     panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
-    monkeypatch.setattr(preflight, "_available_ram", lambda: 1000)  # 1 kB free: nothing fits
+    monkeypatch.setenv("MEDSEG_RAM_LIMIT_BYTES", "1000")  # 1 kB free in the worker: nothing fits
+    panel.logic.shutdown()  # the next run starts a worker that sees it
     asked = []
     panel.askPreflight = lambda result: asked.append(result) or None
     panel.ui.segmentButton.click()
-    assert len(asked) == 1 and not asked[0].fits and panel._run is None  # the user declined: nothing ran
-    assert "GiB RAM" in asked[0].message()
+    wait_until_done(panel, application)
+    assert len(asked) == 1 and not asked[0]["fits"] and panel._run is None  # the user declined: nothing ran
+    assert "GiB RAM" in asked[0]["message"] and slicer_logics.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    # "Use the CPU" runs without the check ("Run anyway" likewise): the worker must not refuse what was confirmed
     panel.askPreflight = lambda result: "cpu"
     panel.ui.qualitySelector.qobject.setCurrentText("Fast")
     panel.ui.segmentButton.click()
-    assert panel._prepared.options.device == "cpu"
     wait_until_done(panel, application)
-    assert panel.ui.progressBar.value == 100
+    assert panel.ui.progressBar.value == 100, panel.ui.statusLabel.text
 
 
 def test_a_failing_run_shows_the_error_and_keeps_the_scene(panel, application, slicer_logics):
     volume = slicer_logics.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "corrupt")
     voxels = np.zeros((24, 40, 40), np.float32)
-    voxels[3, 4, 5] = np.nan  # the engine refuses NaN voxels: the error is raised in the background thread
+    voxels[3, 4, 5] = np.nan  # the engine refuses NaN voxels: the error is raised in the worker process
     slicer.util.updateVolumeFromArray(volume, voxels)
     panel._parameterNode.inputVolume = volume
     panel.ui.deviceSelector.qobject.setCurrentText("CPU")
@@ -309,16 +310,18 @@ def test_a_failing_run_shows_the_error_and_keeps_the_scene(panel, application, s
     assert slicer_logics.scene.GetNumberOfNodes() == before
 
 
-def test_a_gpu_that_is_not_there_is_a_clear_error_before_anything_runs(panel, slicer_logics, samples):
+def test_a_gpu_that_is_not_there_is_a_clear_error_and_nothing_changes(panel, application, slicer_logics, samples):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     panel._parameterNode.inputVolume = add_ct(slicer_logics, samples)
     panel.ui.deviceSelector.qobject.setCurrentText("GPU")
-    with pytest.raises(Exception, match="no CUDA GPU"):
-        panel.onSegmentButton()
-    assert panel._run is None and any("cannot start" in text for text in panel.module.displayed_errors)
+    before = slicer_logics.scene.GetNumberOfNodes()
+    panel.ui.segmentButton.click()
+    wait_until_done(panel, application)
+    assert any("no CUDA GPU" in text for text in panel.module.displayed_errors), panel.module.displayed_errors
+    assert panel.ui.statusLabel.text.startswith("Failed") and slicer_logics.scene.GetNumberOfNodes() == before
 
 
 def test_a_region_of_interest_limits_the_segmentation_to_it(panel, application, slicer_logics, samples):

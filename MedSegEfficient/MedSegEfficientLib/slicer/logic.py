@@ -1,34 +1,36 @@
 """The Slicer module's one Logic: every call the panel and scripts make, on an explicit scene, without Qt.
 
-Methods keep Slicer's camelCase: scripts call them on the module's Logic. A run has three steps, so that the panel
-can run the middle one off the main thread: ``prepare`` reads the node (and the optional ROI) on the main thread;
-``compute`` runs the network and touches no node; ``apply`` writes the segmentation on the main thread. The scene
-changes only in ``apply``, after the run has succeeded, so a failure or a cancel leaves it as it was. ``process``
-does the three on the calling thread.
+Methods keep Slicer's camelCase: scripts call them on the module's Logic. A run has three steps: ``prepare`` reads
+the node (and the optional ROI) on the main thread; the network runs in the segmentation worker, a process of
+Slicer's own Python (worker_client.py), started on the first run and kept warm; ``apply`` writes the segmentation on
+the main thread. The scene changes only in ``apply``, after the run has succeeded, so a failure, a cancel or a
+crashed worker leaves it as it was. ``process`` does the three and waits (scripts and the self-test).
 
-Opening the panel installs and imports nothing heavy: listing models, the device line and the parameter node need
-neither torch nor CUDA. The dependencies are checked (and installed, after asking) on the first ``prepare``,
-``preflight`` or ``importModel``; only then are torch and the engine imported.
+Slicer's process never imports torch: listing models, the device line and the parameter node need neither torch
+nor CUDA, and the memory check, the run and the model import happen in the worker. The dependencies are checked
+(and installed, after asking) before the worker is first started.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Callable
 
-from MedSegEfficientLib.errors import MedSegError
-from MedSegEfficientLib.inference.gpu.gpu_probe import describe_gpus_without_cuda
-from MedSegEfficientLib.inference.preflight import Preflight, check, free_memory
+import numpy as np
+
+from MedSegEfficientLib.errors import Cancelled, InputImageError, MedSegError
 from MedSegEfficientLib.inference.region import Box, crop, paste, voxel_box
+from MedSegEfficientLib.inference.run_report import SegmentationResult
 from MedSegEfficientLib.model.library import default_model_path
 from MedSegEfficientLib.model.model_file import read_card
 from MedSegEfficientLib.model.terminology import EXTRA_FILE
-from MedSegEfficientLib.slicer.background_run import BackgroundRun
+from MedSegEfficientLib.inference.gpu.gpu_probe import GpuProbe
 from MedSegEfficientLib.slicer.model_picker import InputShape, describe_choice, load_history, model_choices, record_run
 from MedSegEfficientLib.slicer.scene import (SegmentationSnapshot, labels_to_segmentation_node, place_in_study,
                                              volume_from_node)
+from MedSegEfficientLib.slicer.worker_client import RunStatus, SegmentationWorker, WorkerRun
+from MedSegEfficientLib.slicer.worker_protocol import volume_header
 from MedSegEfficientLib.volume import Volume
 
 MODULE_NAME = "MedSegEfficient"
@@ -41,7 +43,7 @@ class PreparedRun:
     grid_shape: tuple[int, int, int]  # the whole volume's
     box: Box | None
     model_path: str
-    options: Any  # inference.engine.SegmentOptions
+    options: dict[str, Any]  # inference.engine.SegmentOptions' fields, made in the worker
 
 
 @dataclass
@@ -59,15 +61,16 @@ def _application_scene():
 
 class MedSegEfficientLogic:
     """``scene``: a callable giving the scene (Slicer swaps ``slicer.mrmlScene``'s content, not the object; the
-    default is the application's). ``ensureDependencies``: called before torch is first needed (the module passes
-    Slicer's installer; plain Python has its packages already)."""
+    default is the application's). ``ensureDependencies``: called before the worker is first started (the module
+    passes Slicer's installer; plain Python has its packages already). ``worker``: the segmentation worker (one is
+    made on the first run)."""
 
     def __init__(self, scene: Callable[[], Any] | None = None,
-                 ensureDependencies: Callable[[], None] | None = None) -> None:
+                 ensureDependencies: Callable[[], None] | None = None,
+                 worker: SegmentationWorker | None = None) -> None:
         self._scene = scene or _application_scene
         self._ensureDependencies = ensureDependencies or (lambda: None)
-        self._segmenter = None  # kept between runs, as a Slicer session segments one volume after another
-        self._segmenterKey: tuple | None = None
+        self._worker = worker  # kept warm between runs, as a Slicer session segments one volume after another
 
     # --- before any dependency is needed ---------------------------------------------------------------------
     def getParameterNode(self):
@@ -90,7 +93,11 @@ class MedSegEfficientLogic:
 
     @staticmethod
     def modelChoices(volumeNode=None) -> tuple[list[dict], list[tuple[dict, str]]]:
-        shape = InputShape.of(volume_from_node(volumeNode)) if volumeNode is not None else None
+        """Models that fit the volume; every model when the volume cannot be read (whyCannotRun says why)."""
+        try:
+            shape = InputShape.of(volume_from_node(volumeNode)) if volumeNode is not None else None
+        except InputImageError:
+            shape = None
         return model_choices(shape)
 
     @staticmethod
@@ -102,17 +109,18 @@ class MedSegEfficientLogic:
         return load_history()
 
     @staticmethod
-    def deviceInfo() -> str:
-        """The GPU as the driver reports it; no CUDA context is made (the engine makes one on the first run)."""
-        gpus = describe_gpus_without_cuda()
-        return f"Auto: {gpus}" if gpus else "Auto: CPU (no GPU found)"
+    def startDeviceProbe() -> GpuProbe:
+        """The device line, from the driver in a child process: poll it; setup never waits for nvidia-smi."""
+        return GpuProbe().start()
 
     @staticmethod
     def whyCannotRun(params) -> str:
         if params is None or params.inputVolume is None:
             return "Select an input volume."
-        if params.inputVolume.GetImageData() is None:
-            return "The input volume has no image data."
+        try:
+            volume_from_node(params.inputVolume)
+        except InputImageError as error:
+            return f"The input volume cannot be segmented: {error}."
         if not params.modelPath:
             return "No model fits this input; import one (the hidden models say why)."
         return ""
@@ -121,34 +129,36 @@ class MedSegEfficientLogic:
     def defaultModelPath() -> str:
         return str(default_model_path())
 
-    # --- from here on torch is needed ------------------------------------------------------------------------
-    def _engine(self) -> tuple[ModuleType, ModuleType]:
-        """The engine and device modules, imported after the dependency check (they import torch)."""
-        self._ensureDependencies()
-        from MedSegEfficientLib.inference import engine
-        from MedSegEfficientLib.inference.gpu import devices
+    # --- the worker: torch lives there -----------------------------------------------------------------------
+    def worker(self) -> SegmentationWorker:
+        if self._worker is None or not self._worker.alive():
+            self._ensureDependencies()
+        if self._worker is None:
+            self._worker = SegmentationWorker()
+        return self._worker
 
-        return engine, devices
+    def shutdown(self) -> None:
+        """End the worker (module reload, application exit): its memory, GPU memory included, is freed."""
+        if self._worker is not None:
+            self._worker.stop()
 
     def importModel(self, path: str) -> str:
-        self._ensureDependencies()
-        from MedSegEfficientLib.model.user_import import import_model_file  # validates every weight: torch
+        """Check a model file completely (in the worker: every weight is read with torch), then copy it in."""
+        return str(self._result(self.worker().submit("import_model", {"path": str(path)}).wait()))
 
-        return str(import_model_file(path))
-
-    def preflight(self, volumeNode, modelPath: str, device: str) -> Preflight:
-        _, devices = self._engine()
-        kind = devices.select_device(device).type
-        free_gpu, free_ram = free_memory(kind)
-        return check(volume_from_node(volumeNode), read_card(modelPath), kind == "cuda", free_gpu, free_ram)
+    def preflight(self, volumeNode, modelPath: str | None, device: str = "auto") -> dict:
+        """The memory check alone: {'fits', 'message', 'advice', 'ram_bytes', 'gpu_bytes'}."""
+        volume = volume_from_node(volumeNode)
+        request = {"shape": list(volume.array.shape), "dtype": volume.array.dtype.name, "geometry": volume_header(volume),
+                   "model": str(modelPath or default_model_path()), "options": {"device": device}}
+        status = self.worker().submit("preflight", request).wait()
+        self._result(status)
+        return status.preflight
 
     def prepare(self, volumeNode, modelPath: str | None, device: str = "auto", fast: bool = False,
                 batch: int | None = None, roiNode=None, checkMemory: bool = True) -> PreparedRun:
         """``checkMemory``: refuse a run that would exceed the RAM available; False once the user has seen the
         preflight's figures and chosen to run."""
-        engine, devices = self._engine()
-        if batch is None and devices.select_device(device).type == "cpu":
-            batch = 1  # one tile per pass: as fast on a CPU, and Cancel then answers after a single tile
         volume = volume_from_node(volumeNode)
         box = None
         if roiNode is not None:
@@ -156,24 +166,38 @@ class MedSegEfficientLogic:
             roiNode.GetRASBounds(bounds)
             box = voxel_box(volume, bounds)
         region = crop(volume, box) if box is not None else volume
-        # A copy: the run reads it off the main thread while the user may edit or delete the node.
-        region = region.with_array(region.array.copy())
-        options = engine.SegmentOptions(device=device, fast=fast, batch_size=batch, check_memory=checkMemory)
+        options = {"device": device, "fast": fast, "batch_size": batch, "check_memory": checkMemory}
         return PreparedRun(volumeNode, region, volume.grid_shape, box, str(modelPath or default_model_path()),
                            options)
 
-    def compute(self, prepared: PreparedRun, progress=None, cancel=None):
-        """The network's run; touches no node, so it may run off the main thread."""
-        engine, _ = self._engine()
-        options = prepared.options
-        key = (prepared.model_path, options.device, options.fast, options.batch_size)
-        if self._segmenter is None or self._segmenterKey != key:
-            self._segmenter = engine.Segmenter.from_file(prepared.model_path, options)
-            self._segmenterKey = key
-        return self._segmenter.segment(prepared.volume, progress=progress, cancel=cancel)
+    def startBackground(self, prepared: PreparedRun, checkFirst: bool = False) -> WorkerRun:
+        """Send the run to the worker; the voxels are copied into the exchange file now, on the main thread, so the
+        user may edit or delete the node while it runs. ``checkFirst``: stop with a 'preflight' status instead of
+        running when the memory check fails (the panel then asks the user)."""
+        volume = prepared.volume
+        request = {"model": prepared.model_path, "options": prepared.options, "geometry": volume_header(volume),
+                   "check_first": checkFirst}
+        return self.worker().submit("segment", request, {"input": np.ascontiguousarray(volume.array)})
 
-    def startBackground(self, prepared: PreparedRun) -> BackgroundRun:
-        return BackgroundRun(lambda progress, cancel: self.compute(prepared, progress, cancel)).start()
+    def compute(self, prepared: PreparedRun, progress=None, cancel=None) -> SegmentationResult:
+        """The network's run in the worker, waited for on the calling thread; touches no node."""
+        run = self.startBackground(prepared)
+        while True:
+            status = run.wait(0.1)
+            if progress is not None:
+                progress(status.fraction, status.stage)
+            if status.done:
+                return self._result(status)
+            if cancel is not None and cancel():
+                run.cancel()
+
+    @staticmethod
+    def _result(status: RunStatus):
+        if status.cancelled:
+            raise Cancelled("the run was cancelled")
+        if status.error is not None:
+            raise MedSegError(status.error)
+        return status.result
 
     def apply(self, prepared: PreparedRun, result, outputSegmentation=None) -> NodeResult:
         """Write the run's labels into a new segmentation beside the input (or into ``outputSegmentation``, kept

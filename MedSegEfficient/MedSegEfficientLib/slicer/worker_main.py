@@ -6,6 +6,9 @@ Python (PythonSlicer), it reads requests from stdin, writes events to stdout and
 runs. It ends on a 'quit' request, when stdin closes (Slicer exited or crashed), or after ``--idle-seconds`` without
 a request, and its GPU memory goes with it.
 
+``MEDSEG_WORKER_IMPORTS`` (module names, comma-separated) are imported first: modules of a researcher's own that
+register networks (networks.register_network), so that their model files load in the worker too.
+
 A reader thread takes the requests off stdin so that a 'cancel' is seen while a run is in progress: the run checks
 it between tiles. Anything the engine prints goes to stderr; stdout carries only the protocol.
 """
@@ -13,6 +16,7 @@ it between tiles. Anything the engine prints goes to stderr; stdout carries only
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import queue
 import sys
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    for name in filter(None, os.environ.get("MEDSEG_WORKER_IMPORTS", "").split(",")):
+        importlib.import_module(name.strip())
     if args.threads > 0:
         import torch
 
