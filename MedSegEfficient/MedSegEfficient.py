@@ -23,6 +23,7 @@ from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
 
 DEVICES = {"Auto": "auto", "GPU": "cuda", "CPU": "cpu"}
 POLL_MILLISECONDS = 100
+VOLUME_EVENTS = (slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, slicer.vtkMRMLTransformableNode.TransformModifiedEvent)
 DEMO_MODEL = "abdomen_ct_demo"  # the self-test's model: small and fast on a CPU
 
 
@@ -62,8 +63,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: settings persist in the scene's parameter node; Segment runs in the worker process."""
 
     def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
+        VTKObservationMixin.__init__(self)  # first: without a parent, Slicer's base __init__ runs setup() itself
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
@@ -74,10 +74,12 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cancelReason = ""
         self._timer = None
         self._deviceProbe = None
+        self._observedVolume = None  # the input volume whose voxels, geometry and transform the panel watches
         # Dialogs, replaceable so that tests can answer them.
         self.chooseModelFile = lambda: qt.QFileDialog.getOpenFileName(
             None, "Import model file", "", "MedSegEfficient model (*.safetensors)")
         self.askPreflight = self._askPreflight
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -157,12 +159,32 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = parameterNode
+        if not self._parameterNode:
+            self._observeInputVolume(None)
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
             self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None):
+        self._observeInputVolume(self._parameterNode.inputVolume if self._parameterNode else None)
+        self.refreshModels()
+        self._checkCanApply()
+
+    def _observeInputVolume(self, volume):
+        """A volume gets its voxels or a transform after it is selected (a selector picks a node as it is added):
+        the model list and the Segment button follow."""
+        if volume is self._observedVolume:
+            return
+        if self._observedVolume is not None:
+            for event in VOLUME_EVENTS:
+                self.removeObserver(self._observedVolume, event, self._onInputVolumeModified)
+        self._observedVolume = volume
+        if volume is not None:
+            for event in VOLUME_EVENTS:
+                self.addObserver(volume, event, self._onInputVolumeModified)
+
+    def _onInputVolumeModified(self, caller=None, event=None):
         self.refreshModels()
         self._checkCanApply()
 
@@ -343,17 +365,15 @@ class MedSegEfficientTest(ScriptedLoadableModuleTest):
         return volume
 
     def test_panel_binds_the_parameter_node_and_lists_models(self):
-        widget = MedSegEfficientWidget()  # no parent: Slicer's base class makes one and runs setup()
-        try:
-            volume = self.phantom()
-            widget.ui.inputVolumeSelector.setCurrentNode(volume)
-            self.assertEqual(widget._parameterNode.inputVolume, volume)
-            self.assertGreater(widget.ui.modelSelector.count, 0, "no model listed for a CT")
-            self.assertTrue(widget.ui.segmentButton.enabled, widget.ui.segmentButton.toolTip)
-            widget.ui.qualitySelector.currentIndex = 1
-            self.assertEqual(widget._parameterNode.quality, "Fast")
-        finally:
-            widget.cleanup()
+        slicer.util.selectModule("MedSegEfficient")
+        widget = slicer.util.getModuleWidget("MedSegEfficient")
+        volume = self.phantom()
+        widget.ui.inputVolumeSelector.setCurrentNode(volume)
+        self.assertEqual(widget._parameterNode.inputVolume, volume)
+        self.assertGreater(widget.ui.modelSelector.count, 0, "no model listed for a CT")
+        self.assertTrue(widget.ui.segmentButton.enabled, widget.ui.segmentButton.toolTip)
+        widget.ui.qualitySelector.currentIndex = 1
+        self.assertEqual(widget._parameterNode.quality, "Fast")
 
     def test_scene_round_trip_of_labels(self):
         """Labels as the worker returns them become a segmentation whose segments give the same voxels back."""

@@ -243,8 +243,8 @@ class SlicerApplicationStandIn:
         for slot in self._startup_slots:
             slot()
 
-    def open_module(self):
-        """The user picks the module: the widget is made and set up on the first opening, then entered."""
+    def widget_representation(self):
+        """The module's widget, made and set up on first use (module.widgetRepresentation())."""
         import slicer
 
         if self.widget is None:
@@ -252,6 +252,11 @@ class SlicerApplicationStandIn:
             self.widget = getattr(self.module, f"{MODULE_NAME}Widget")(self.panel)
             self.widget.setup()
             setattr(slicer.modules, f"{MODULE_NAME}Widget", self.widget)
+        return self.widget
+
+    def open_module(self):
+        """The user picks the module: the widget is made and set up on the first opening, then entered."""
+        self.widget_representation()
         self.panel.isEntered = True
         self.widget.enter()
         return self.widget
@@ -333,6 +338,8 @@ def install(testing: bool = False) -> SlicerApplicationStandIn:
     slicer.util.reloadScriptedModule = lambda name: application.reload_module()
     slicer.util.modulePath = lambda name: str(MODULE_FILE)
     slicer.util.restart = lambda: setattr(application, "restarts", application.restarts + 1)
+    slicer.util.selectModule = lambda name: application.open_module()
+    slicer.util.getModuleWidget = lambda name: application.widget_representation()
     return application
 
 

@@ -76,7 +76,7 @@ class qMRMLNodeComboBox(QComboBox):
             self._scene.RemoveObserver(tag)
         self._scene, self._observers = scene, []
         if scene is not None:
-            for event in ("NodeAddedEvent", "NodeRemovedEvent", "EndCloseEvent"):
+            for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent, scene.EndCloseEvent):
                 self._observers.append(scene.AddObserver(event, lambda caller, event: self._refresh()))
         self._refresh()
 

@@ -1,22 +1,20 @@
-"""The panel's plain-Python parts: region of interest, preflight, background run, model library, dependencies."""
+"""The panel's plain-Python parts: region of interest, preflight, model library, dependencies."""
 
 from __future__ import annotations
 
-import threading
-import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from MedSegEfficientLib.slicer.background_run import BackgroundRun
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.errors import Cancelled, InputImageError, MedSegError, ModelFileError
 from MedSegEfficientLib.model.user_import import import_model_file
 from MedSegEfficientLib.slicer.model_picker import InputShape, describe_choice, load_history, model_choices, record_run, why_not_fit
 from MedSegEfficientLib.inference.preflight import check, estimate, model_grid_voxels
 from MedSegEfficientLib.inference.region import crop, paste, voxel_box
-from MedSegEfficientLib.slicer.dependencies import ensure_dependencies
+from MedSegEfficientLib.slicer.dependencies import ensure_dependencies, unmet
 from MedSegEfficientLib.volume import Volume
 from models_for_tests import threshold_card, write_threshold_model
 from phantoms import oblique_direction
@@ -56,32 +54,6 @@ def test_preflight_counts_the_buffers_and_advises_when_short():
     assert not nothing.fits and "ROI" in " ".join(nothing.advice) and "GiB RAM" in nothing.message()
 
 
-def test_background_run_reports_progress_result_errors_and_cancel():
-    gate = threading.Event()
-
-    def job(progress, cancel):
-        progress(0.5, "half")
-        gate.wait(5)
-        for _ in range(200):
-            if cancel():
-                raise Cancelled("stopped")
-            time.sleep(0.005)
-        return 42
-
-    run = BackgroundRun(job).start()
-    time.sleep(0.05)
-    assert run.status().stage == "half" and not run.status().done
-    gate.set()
-    assert run.wait(10).result == 42 and run.status().fraction == 1.0
-    stopped = BackgroundRun(job).start()
-    gate.set()
-    stopped.cancel()
-    status = stopped.wait(10)
-    assert status.done and status.cancelled and status.result is None
-    failed = BackgroundRun(lambda progress, cancel: 1 / 0).start().wait(10)
-    assert isinstance(failed.error, ZeroDivisionError) and "ZeroDivisionError" in failed.traceback
-
-
 def test_model_fit_reasons():
     entry = {"in_channels": 1, "spatial_dims": 3}
     assert why_not_fit(entry, InputShape(1, False)) is None
@@ -119,32 +91,70 @@ def test_run_history_feeds_the_model_description(user_models, tmp_path):
 
 
 class SlicerInstallersStandIn:
-    """STAND-IN for Slicer's installers (slicer.pydeps / slicer.util), which need the application: records calls."""
+    """STAND-IN for Slicer 5.10's installer (slicer.util.pip_install, which needs the application): records each
+    call and the constraints file it was given, installs nothing."""
 
-    def __init__(self, with_pip_ensure: bool) -> None:
-        self.calls: list[tuple] = []
-        self.util = types.SimpleNamespace(pip_install=lambda text: self.calls.append(("pip_install", text)))
-        if with_pip_ensure:
-            self.pydeps = types.SimpleNamespace(
-                pip_ensure=lambda reqs, requester: self.calls.append(("pip_ensure", [str(r) for r in reqs], requester)))
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.constraints: list[str] = []
+        self.restarts = 0
+        self.util = types.SimpleNamespace(pip_install=self._pip_install, restart=self._restart)
+
+    def _pip_install(self, arguments: list[str]) -> None:
+        self.calls.append(list(arguments))
+        self.constraints.append(Path(arguments[arguments.index("-c") + 1]).read_text())
+
+    def _restart(self) -> None:
+        self.restarts += 1
 
 
-def test_dependencies_use_pip_ensure_then_pip_install_and_never_install_in_testing_mode():
-    needs = {"monai>=1.3": "monai", "not_a_real_package_xyz>=1": "not_a_real_package_xyz"}
-    newer = SlicerInstallersStandIn(with_pip_ensure=True)
-    assert ensure_dependencies(newer, False, lambda text: True, needs) == ["not_a_real_package_xyz>=1"]
-    assert newer.calls == [("pip_ensure", ["not_a_real_package_xyz>=1"], "MedSegEfficient")]
-    older = SlicerInstallersStandIn(with_pip_ensure=False)
-    ensure_dependencies(older, False, lambda text: True, needs)
-    assert older.calls == [("pip_install", "not_a_real_package_xyz>=1")]
-    testing = SlicerInstallersStandIn(with_pip_ensure=True)
+def test_dependencies_install_only_what_is_missing_keeping_torch_and_never_in_testing_mode():
+    import torch
+
+    needs = {"numpy>=1.20": "numpy", "not_a_real_package_xyz>=1": "not_a_real_package_xyz"}
+    slicer_stand_in = SlicerInstallersStandIn()
+    with pytest.raises(MedSegError, match="pip did not install not_a_real_package_xyz"):
+        ensure_dependencies(slicer_stand_in, False, lambda text: True, needs)  # the stand-in installs nothing
+    assert [call[2:] for call in slicer_stand_in.calls] == [["not_a_real_package_xyz>=1"]]
+    # torch, numpy and SimpleITK are pinned to what is there: pip cannot replace the PyTorch extension's torch
+    assert f"torch=={torch.__version__}" in slicer_stand_in.constraints[0].splitlines()
+    assert any(line.startswith("numpy==") for line in slicer_stand_in.constraints[0].splitlines())
+    testing = SlicerInstallersStandIn()
     with pytest.raises(MedSegError, match="testing mode"):
         ensure_dependencies(testing, True, lambda text: True, needs)
-    declined = SlicerInstallersStandIn(with_pip_ensure=True)
+    declined = SlicerInstallersStandIn()
     with pytest.raises(MedSegError, match="not installed"):
         ensure_dependencies(declined, False, lambda text: False, needs)
     assert testing.calls == [] and declined.calls == []
-    assert ensure_dependencies(testing, True, lambda text: True, {"monai>=1.3": "monai"}) == []
+    assert ensure_dependencies(testing, True, lambda text: True, {"numpy>=1.20": "numpy"}) == []
+
+
+def test_dependencies_check_versions_not_only_presence():
+    assert unmet({"numpy>=1.0": "numpy"}) == []
+    assert unmet({"numpy>=999": "numpy"})[0].startswith("numpy>=999 (found ")
+    assert unmet({"not_a_real_package_xyz>=1": "not_a_real_package_xyz"}) == ["not_a_real_package_xyz>=1 (missing)"]
+    with pytest.raises(MedSegError, match="newer versions of numpy>=999"):
+        ensure_dependencies(SlicerInstallersStandIn(), False, lambda text: True, {}, {"numpy>=999": "numpy"})
+
+
+def test_a_package_slicer_had_imported_and_pip_changed_asks_for_a_restart(monkeypatch):
+    from MedSegEfficientLib.slicer import dependencies
+
+    state = {"installed": False}
+    real_unmet = dependencies.unmet
+
+    def unmet_until_installed(requirements):  # json (imported here, as Slicer imports its own) "needs" an update
+        if "json>=99" in requirements:
+            return [] if state["installed"] else ["json>=99 (found 2.0.9)"]
+        return real_unmet(requirements)
+
+    monkeypatch.setattr(dependencies, "unmet", unmet_until_installed)
+    slicer_stand_in = SlicerInstallersStandIn()
+    slicer_stand_in.util.pip_install = lambda arguments: state.update(installed=True)
+    questions = []
+    installed = ensure_dependencies(slicer_stand_in, False, lambda text: questions.append(text) or True, {"json>=99": "json"})
+    assert installed == ["json>=99"] and slicer_stand_in.restarts == 1
+    assert len(questions) == 2 and "Restart Slicer" in questions[1]  # asked once to install, once to restart
 
 
 def test_cards_for_2d_models_estimate_per_slice():

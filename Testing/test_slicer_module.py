@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -98,32 +99,52 @@ def test_the_ui_file_loads_in_real_qt(tmp_path):
     assert panel.findChild(QComboBox, "modelSelector") is not None
 
 
-def test_the_slicer_self_test_passes_on_a_real_scene(module, slicer_logics):
-    """The module's Test class (what Slicer's self-test runs), here on the slicer-core scene."""
-    test = module.MedSegEfficientTest("test_demo_model_on_volume_node")
+def test_the_factory_self_test_without_torch_tests_the_panel_and_says_it_skipped_the_network(slicer_logics,
+                                                                                            monkeypatch):
+    """Slicer's factory runs the module's test in testing mode before the PyTorch extension has installed torch:
+    the test must pass there, test what needs no torch, and say what it skipped."""
+    from slicer_application_standin import import_module_file
+
+    slicer_logics.install_application_globals()
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in a Slicer without the PyTorch extension's torch
+    module = import_module_file(testing=True)
+    module.application.complete_startup()
+    test = module.MedSegEfficientTest()
     test.runTest()
-    assert test.messages == ["MedSegEfficient self-test passed"]
+    assert module.application.displayed == ["PyTorch is not installed: the network part of the self-test was skipped"]
+    assert module.application.errors == []
 
 
-def test_reloading_the_module_reloads_the_lib():
-    """Slicer's Reload re-reads the module file only; the widget drops the Lib so that its edits load too."""
-    import subprocess
-    import sys
-    import textwrap
+@pytest.mark.slow
+def test_the_factory_self_test_with_torch_segments_the_phantom(slicer_logics):
+    from slicer_application_standin import import_module_file
 
-    testing = Path(__file__).resolve().parent
-    code = textwrap.dedent(f"""
-        import sys
-        sys.path[:0] = [{str(testing.parent / "MedSegEfficient")!r}, {str(testing)!r}]
-        from slicer_application_standin import import_module_file
-        module = import_module_file()
-        before = module.MedSegEfficientLogic
-        widget = module.MedSegEfficientWidget()
-        widget.onReload()
-        left = [name for name in sys.modules if name.startswith("MedSegEfficientLib")]
-        from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
-        print(widget.reloaded, len(left), MedSegEfficientLogic is not before)
-    """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "0", "True"]
+    slicer_logics.install_application_globals()
+    module = import_module_file(testing=True)
+    module.application.complete_startup()
+    module.MedSegEfficientTest().runTest()
+    assert module.application.displayed == ["MedSegEfficient self-test passed, network included"]
+
+
+def test_reloading_the_module_reloads_the_lib_and_cleans_up_the_old_widget(slicer_logics, user_models):
+    """Slicer's Reload re-reads the module file only and calls the old widget's cleanup(): the widget drops the Lib
+    so that its edits load too, and the old widget stops polling and ends its worker."""
+    from slicer_application_standin import import_module_file
+
+    slicer_logics.install_application_globals()
+    module = import_module_file()
+    module.application.complete_startup()
+    old = module.application.open_module()
+    before = module.MedSegEfficientLogic
+    worker = old.logic.worker()
+    worker.submit("preflight", {"shape": [8, 8, 8], "dtype": "int16", "geometry": {"ijk_to_ras": np.eye(4).tolist()},
+                                "model": old.logic.defaultModelPath(), "options": {"device": "cpu"}}).wait(120)
+    process = worker.process
+    old.onReload()
+    new = module.application.widget
+    from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
+
+    assert new is not old and MedSegEfficientLogic is not before
+    assert not old._timer.isActive() and old._parameterNode is None and not old.Observations
+    assert process.poll() is not None and not worker.alive()  # the worker ended with the old widget
+    assert new._parameterNode is not None and new.ui.segmentButton.toolTip == "Select an input volume."

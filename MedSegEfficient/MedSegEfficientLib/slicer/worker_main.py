@@ -96,4 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    # Not sys.exit: the request reader may sit in a read of stdin, and interpreter shutdown aborts on its lock.
+    os._exit(code)
