@@ -102,12 +102,12 @@ def test_settings_persist_in_the_scene_parameter_node(panel, slicer_logics, samp
 
 def test_single_slice_rgb_input_offers_only_fitting_2d_models_and_says_why(panel, application, slicer_logics,
                                                                             user_models):
+    user_models.mkdir(parents=True, exist_ok=True)
+    write_threshold_model(user_models / "rgb.safetensors", spatial_dims=2, in_channels=3, name="RGB bands")
     rgb = slicer_logics.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "photo")
     pixels = np.zeros((1, 64, 80, 3), np.uint8)
     pixels[0, 10:30, 20:50] = 60  # the test model's label 1 band
     slicer.util.updateVolumeFromArray(rgb, pixels)
-    user_models.mkdir(parents=True, exist_ok=True)
-    write_threshold_model(user_models / "rgb.safetensors", spatial_dims=2, in_channels=3, name="RGB bands")
     panel._parameterNode.inputVolume = rgb
     selector = panel.ui.modelSelector.qobject
     assert [selector.itemText(i) for i in range(selector.count())] == ["RGB bands"]

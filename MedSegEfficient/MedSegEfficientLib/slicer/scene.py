@@ -20,7 +20,8 @@ def volume_from_node(volume_node) -> Volume:
     import slicer
     import vtk
 
-    if volume_node is None or volume_node.GetImageData() is None:
+    image = volume_node.GetImageData() if volume_node is not None else None
+    if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
         raise InputImageError("the selected volume has no image data")
     if volume_node.GetParentTransformNode() is not None and not volume_node.GetParentTransformNode().IsLinear():
         raise InputImageError("the volume is under a non-linear transform; harden the transform first")
