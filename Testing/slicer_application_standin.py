@@ -226,10 +226,10 @@ class SlicerApplicationStandIn:
         pass
 
     # --- what Slicer does ----------------------------------------------------------------------------------------
-    def load_module(self):
+    def load_module(self, path: Path = MODULE_FILE):
         import slicer
 
-        spec = importlib.util.spec_from_file_location(MODULE_NAME, MODULE_FILE)
+        spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[MODULE_NAME] = module
         spec.loader.exec_module(module)
