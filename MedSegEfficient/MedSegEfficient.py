@@ -19,7 +19,12 @@ from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
+MINIMUM_SLICER = (5, 10)  # Python 3.12, vtkSegment.SetTerminology
+if (slicer.app.majorVersion, slicer.app.minorVersion) < MINIMUM_SLICER:
+    raise RuntimeError("MedSegEfficient needs Slicer %d.%d or newer; this is Slicer %d.%d"
+                       % (*MINIMUM_SLICER, slicer.app.majorVersion, slicer.app.minorVersion))
+
+from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic  # noqa: E402
 
 DEVICES = {"Auto": "auto", "GPU": "cuda", "CPU": "cpu"}
 POLL_MILLISECONDS = 100

@@ -195,6 +195,7 @@ class SlicerApplicationStandIn:
     """slicer.app, and the module lifecycle Slicer drives."""
 
     applicationName = "Slicer (stand-in)"
+    majorVersion, minorVersion = 5, 10  # the oldest Slicer the module supports
 
     def __init__(self, testing: bool = False) -> None:
         self.testing = testing
