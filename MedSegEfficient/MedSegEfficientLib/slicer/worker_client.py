@@ -33,6 +33,7 @@ from MedSegEfficientLib.slicer.worker_protocol import ProtocolError, decode, enc
 LIB_PARENT = Path(__file__).resolve().parents[2]  # the folder that holds MedSegEfficientLib
 CANCEL_GRACE = 2.0  # seconds a worker has to answer a Cancel before its process tree is ended
 IDLE_SECONDS = float(os.environ.get("MEDSEG_WORKER_IDLE_SECONDS", "600"))  # a warm worker ends after this
+EXCHANGE_ROOM = 2 << 30  # bytes free in shared memory before the exchange folder goes there
 STDERR_TAIL = 4000  # characters of the worker's stderr kept to explain a crash
 
 
@@ -68,6 +69,18 @@ def worker_python() -> str:
     return str(executable)
 
 
+def _exchange_parent() -> str | None:
+    """Shared memory (/dev/shm) where the system has it with room for a large CT and its labels: pages shared by
+    both processes that never go to disk (3x faster to write than /tmp here); else the temporary folder."""
+    shared = Path("/dev/shm")
+    try:
+        if shared.is_dir() and shutil.disk_usage(shared).free > EXCHANGE_ROOM:
+            return str(shared)
+    except OSError:
+        pass
+    return None
+
+
 class SegmentationWorker:
     """One worker process, started on the first run and kept warm (models loaded) until ``stop()`` or idle."""
 
@@ -88,7 +101,7 @@ class SegmentationWorker:
 
     def _start(self) -> None:
         self._discard_process()
-        self.exchange = Path(tempfile.mkdtemp(prefix="medseg-worker-"))  # 0700: the patient's voxels pass here
+        self.exchange = Path(tempfile.mkdtemp(prefix="medseg-worker-", dir=_exchange_parent()))  # 0700: patient voxels
         self._stderr_path = self.exchange / "worker-stderr.txt"
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join([str(LIB_PARENT), environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
