@@ -302,15 +302,16 @@ class SlicerEventLoop:
 
         application = QApplication.instance()
         started = time.perf_counter()
-        while not done():
+        while True:
+            application.processEvents()
+            if done():
+                return time.perf_counter() - started
             if time.perf_counter() - started > timeout:
                 raise TimeoutError("the event loop waited too long")
-            application.processEvents()
             if self.slicer_regime:
                 self._hold(self.pass_milliseconds * 1000)
             else:
                 time.sleep(self.pass_milliseconds / 1000)
-        return time.perf_counter() - started
 
 
 def install(testing: bool = False) -> SlicerApplicationStandIn:

@@ -57,9 +57,13 @@ def labels_to_segmentation_node(scene, labels: np.ndarray, reference_node, label
         else:
             segmentation_node.GetSegmentation().RemoveAllSegments()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
-        labelmap, colors = _temporary_labelmap(scene, labels, reference_node, label_infos)
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node):
-            raise RuntimeError("Slicer could not import the label map into the segmentation")
+        if reference_node.GetParentTransformNode() is None and segmentation_node.GetParentTransformNode() is None:
+            _add_shared_labelmap_segments(segmentation_node, labels, reference_node, label_infos)
+        else:  # Slicer's import brings the labels from the volume's transformed frame into the segmentation's
+            labelmap, colors = _temporary_labelmap(scene, labels, reference_node, label_infos)
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap,
+                                                                                          segmentation_node):
+                raise RuntimeError("Slicer could not import the label map into the segmentation")
         _apply_label_details(segmentation_node, label_infos)
     except Exception:
         if created and segmentation_node is not None:
@@ -71,6 +75,35 @@ def labels_to_segmentation_node(scene, labels: np.ndarray, reference_node, label
             if node is not None:
                 scene.RemoveNode(node)
     return segmentation_node
+
+
+def _add_shared_labelmap_segments(segmentation_node, labels: np.ndarray, reference_node,
+                                  label_infos: list[LabelInfo]) -> None:
+    """Every label present as a segment of one shared label map (Slicer's own layout since 4.11, which its import
+    also makes): the labels are wrapped once instead of split per segment, 2.5x faster than the import on a
+    clinical CT (docs/slicer-worker.md)."""
+    import slicer
+    import vtk
+    from vtk.util import numpy_support
+
+    flat = np.ascontiguousarray(labels).ravel()
+    counts = np.bincount(flat.astype(np.int64, copy=False) if flat.dtype.kind == "i" else flat)
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(labels.shape[2], labels.shape[1], labels.shape[0])
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True))
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    reference_node.GetIJKToRASMatrix(ijk_to_ras)
+    image.SetImageToWorldMatrix(ijk_to_ras)
+    segmentation = segmentation_node.GetSegmentation()
+    representation = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    segmentation.SetSourceRepresentationName(representation)
+    names = {label.value: label.name for label in label_infos}
+    for value in np.flatnonzero(counts[1:]) + 1:  # the labels present, background left out
+        segment = slicer.vtkSegment()
+        segment.SetName(names.get(int(value), f"label {int(value)}"))
+        segment.SetLabelValue(int(value))
+        segment.AddRepresentation(representation, image)
+        segmentation.AddSegment(segment)
 
 
 def _temporary_labelmap(scene, labels: np.ndarray, reference_node, label_infos: list[LabelInfo]):
