@@ -321,7 +321,10 @@ def install(testing: bool = False) -> SlicerApplicationStandIn:
 
     import slicer_parameter_node_standin as wrapper_standin
 
+    from PySide6.QtWidgets import QApplication
+
     application = SlicerApplicationStandIn(testing)
+    application.qt = QApplication.instance() or QApplication([])  # slicer.app is the Qt application
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     for item in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleTest):
         setattr(scripted, item.__name__, item)

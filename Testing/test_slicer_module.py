@@ -126,25 +126,38 @@ def test_the_factory_self_test_with_torch_segments_the_phantom(slicer_logics):
     assert module.application.displayed == ["MedSegEfficient self-test passed, network included"]
 
 
-def test_reloading_the_module_reloads_the_lib_and_cleans_up_the_old_widget(slicer_logics, user_models):
+def test_reloading_the_module_reloads_the_lib_and_cleans_up_the_old_widget(tmp_path):
     """Slicer's Reload re-reads the module file only and calls the old widget's cleanup(): the widget drops the Lib
-    so that its edits load too, and the old widget stops polling and ends its worker."""
-    from slicer_application_standin import import_module_file
+    so that its edits load too, and the old widget stops polling and ends its worker. (In a child process: the
+    reload replaces the Lib's modules, which the other tests hold.)"""
+    import subprocess
+    import textwrap
 
-    slicer_logics.install_application_globals()
-    module = import_module_file()
-    module.application.complete_startup()
-    old = module.application.open_module()
-    before = module.MedSegEfficientLogic
-    worker = old.logic.worker()
-    worker.submit("preflight", {"shape": [8, 8, 8], "dtype": "int16", "geometry": {"ijk_to_ras": np.eye(4).tolist()},
-                                "model": old.logic.defaultModelPath(), "options": {"device": "cpu"}}).wait(120)
-    process = worker.process
-    old.onReload()
-    new = module.application.widget
-    from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
-
-    assert new is not old and MedSegEfficientLogic is not before
-    assert not old._timer.isActive() and old._parameterNode is None and not old.Observations
-    assert process.poll() is not None and not worker.alive()  # the worker ended with the old widget
-    assert new._parameterNode is not None and new.ui.segmentButton.toolTip == "Select an input volume."
+    testing = Path(__file__).resolve().parent
+    code = textwrap.dedent(f"""
+        import os, sys
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        os.environ["MEDSEG_MODELS_DIR"] = {str(tmp_path)!r}
+        sys.path[:0] = [{str(testing.parent / "MedSegEfficient")!r}, {str(testing)!r}]
+        from slicer_scene import SlicerLogics
+        from slicer_application_standin import import_module_file
+        SlicerLogics().install_application_globals()
+        module = import_module_file()
+        module.application.complete_startup()
+        old = module.application.open_module()
+        before = module.MedSegEfficientLogic
+        worker = old.logic.worker()
+        status = worker.submit("preflight", {{"shape": [8, 8, 8], "dtype": "int16",
+                                              "geometry": {{"ijk_to_ras": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}},
+                                              "model": old.logic.defaultModelPath(), "options": {{"device": "cpu"}}}}).wait(120)
+        process = worker.process
+        old.onReload()
+        new = module.application.widget
+        from MedSegEfficientLib.slicer.logic import MedSegEfficientLogic
+        print(status.preflight["fits"], new is not old, MedSegEfficientLogic is not before, old._timer.isActive(),
+              old._parameterNode is None, len(old.Observations), process.poll() is not None, worker.alive(),
+              new.ui.segmentButton.toolTip == "Select an input volume.")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "True", "False", "True", "0", "True", "False", "True"], done.stdout

@@ -208,3 +208,9 @@ def test_a_panel_run_in_slicers_threading_regime_is_as_fast_as_with_an_idle_main
     print(f"panel run: idle main thread {min(times['idle']):.2f} s, Slicer's regime {min(times['slicer']):.2f} s, "
           f"ratio {ratio:.2f}")
     assert ratio <= 1.3, times
+
+
+def test_a_slicer_older_than_5_10_is_refused_with_one_line(slicer_app):
+    slicer_app.majorVersion, slicer_app.minorVersion = 5, 8  # Python 3.9: the Lib's syntax would fail later, worse
+    with pytest.raises(RuntimeError, match="needs Slicer 5.10 or newer; this is Slicer 5.8"):
+        slicer_app.load_module()

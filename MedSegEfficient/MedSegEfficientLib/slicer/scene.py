@@ -86,10 +86,17 @@ def _add_shared_labelmap_segments(segmentation_node, labels: np.ndarray, referen
     import vtk
     from vtk.util import numpy_support
 
-    flat = np.ascontiguousarray(labels).ravel()
+    present = labels != 0
+    if not present.any():
+        return
+    # The label map covers the labels' bounding box only, as Slicer's import leaves it (extent in the input's IJK).
+    low, high = zip(*((int(np.argmax(hit)), len(hit) - int(np.argmax(hit[::-1])))
+                      for hit in (present.any(axis=(1, 2)), present.any(axis=(0, 2)), present.any(axis=(0, 1)))))
+    box = np.ascontiguousarray(labels[low[0]:high[0], low[1]:high[1], low[2]:high[2]])
+    flat = box.ravel()
     counts = np.bincount(flat.astype(np.int64, copy=False) if flat.dtype.kind == "i" else flat)
     image = slicer.vtkOrientedImageData()
-    image.SetDimensions(labels.shape[2], labels.shape[1], labels.shape[0])
+    image.SetExtent(low[2], high[2] - 1, low[1], high[1] - 1, low[0], high[0] - 1)
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True))
     ijk_to_ras = vtk.vtkMatrix4x4()
     reference_node.GetIJKToRASMatrix(ijk_to_ras)
