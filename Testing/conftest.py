@@ -42,3 +42,28 @@ def slicer_logics():
     logics = SlicerLogics()
     yield logics
     logics.scene.Clear(1)
+
+
+@pytest.fixture()
+def application():
+    """The Qt application (offscreen), as Slicer's own."""
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture()
+def slicer_app(application, slicer_logics, user_models):
+    """The module loaded as Slicer loads it, on the stand-in application (slicer_application_standin.py); quit at
+    the end, which ends the module's worker."""
+    from slicer_application_standin import import_module_file
+
+    slicer_logics.install_application_globals()
+    module = import_module_file()
+    module.application.complete_startup()
+    yield module.application
+    widget = module.application.widget
+    if widget is not None and widget._run is not None:
+        widget._run.cancel()
+        widget._run.wait(30)
+    module.application.quit()

@@ -25,26 +25,10 @@ SCREENSHOT = Path(__file__).resolve().parents[1] / "Resources" / "Screenshots" /
 
 
 @pytest.fixture()
-def application():
-    from PySide6.QtWidgets import QApplication
-
-    return QApplication.instance() or QApplication([])
-
-
-@pytest.fixture()
-def panel(application, slicer_logics, user_models):
-    from slicer_application_standin import import_module_file
-
-    slicer_logics.install_application_globals()
-    module = import_module_file(testing=False)
-    module.application.complete_startup()
-    widget = module.application.open_module()
-    widget.module = module
-    yield widget
-    if widget._run is not None:
-        widget._run.cancel()
-        widget._run.wait(30)
-    module.application.quit()
+def panel(slicer_app):
+    widget = slicer_app.open_module()
+    widget.module = slicer_app.module
+    return widget
 
 
 def add_ct(slicer_logics, samples):

@@ -14,29 +14,9 @@ import pytest
 slicer = pytest.importorskip("slicer")
 pytest.importorskip("PySide6")
 
-from slicer_application_standin import MODULE_FILE, SlicerEventLoop, import_module_file  # noqa: E402
+from slicer_application_standin import MODULE_FILE, SlicerEventLoop  # noqa: E402
 
 from MedSegEfficientLib.model.terminology import EXTRA_CONTEXT  # noqa: E402
-
-
-@pytest.fixture()
-def application():
-    from PySide6.QtWidgets import QApplication
-
-    return QApplication.instance() or QApplication([])
-
-
-@pytest.fixture()
-def slicer_app(application, slicer_logics, user_models):
-    slicer_logics.install_application_globals()
-    module = import_module_file()
-    module.application.complete_startup()
-    yield module.application
-    widget = module.application.widget
-    if widget is not None and widget._run is not None:
-        widget._run.cancel()
-        widget._run.wait(30)
-    module.application.quit()
 
 
 def ct_crop(slicer_logics, samples, shape=(40, 80, 100)):

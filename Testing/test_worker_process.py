@@ -161,3 +161,13 @@ def test_the_worker_python_is_slicers_own(tmp_path, monkeypatch):
     assert worker_client.worker_python() == str(python_slicer)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python3.12"))
     assert worker_client.worker_python() == str(tmp_path / "python3.12")
+
+
+def test_a_worker_whose_slicer_is_gone_exits_and_removes_the_exchange_folder(tmp_path):
+    worker = SegmentationWorker(idle_seconds=120, threads=1)
+    model, volume = write_threshold_model(tmp_path / "bands.safetensors"), phantom()
+    assert worker.submit("segment", segment_request(model, volume), {"input": volume.array}).wait(120).result is not None
+    process, exchange = worker.process, worker.exchange
+    process.stdin.close()  # as when Slicer crashes: the pipe closes, nobody says quit
+    assert process.wait(60) == 0
+    assert not exchange.exists()  # the patient's voxels do not outlive Slicer in shared memory

@@ -19,6 +19,7 @@ import argparse
 import importlib
 import os
 import queue
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -69,7 +70,10 @@ def serve(exchange: Path, idle_seconds: float, stdin: BinaryIO, stdout: BinaryIO
         except queue.Empty:
             pipe.send({"event": "exit", "reason": f"idle for {idle_seconds:g} s"})
             return 0
-        if request is None or request.get("op") == "quit":
+        if request is None:  # Slicer is gone (exited or crashed): nothing of the patient's is left behind
+            shutil.rmtree(exchange, ignore_errors=True)
+            return 0
+        if request.get("op") == "quit":
             return 0
         run_id = request.get("id")
         session.handle(request, lambda: run_id in cancelled)
