@@ -164,7 +164,9 @@ def main() -> None:
     worker.stop()
     time.sleep(1.0)
     memory_after = gpu_memory_used_mib()
-    figures["direct_seconds"] = statistics.median(direct_runs(volume, model, args.device, args.repeat))
+    direct = direct_runs(volume, model, args.device, args.repeat)
+    figures["runs"] = {"direct": direct, "worker_idle": idle, "worker_slicer_regime": regime}
+    figures["direct_seconds"] = statistics.median(direct)
     figures["worker_idle_seconds"] = statistics.median(idle)
     figures["worker_slicer_regime_seconds"] = statistics.median(regime)
     figures["worker_over_direct"] = figures["worker_idle_seconds"] / figures["direct_seconds"]
@@ -174,9 +176,12 @@ def main() -> None:
         figures["gpu_mib_held_by_warm_worker"] = memory_warm - memory_before
         figures["gpu_mib_held_after_worker_ended"] = memory_after - memory_before
     if args.panel:
-        figures["panel_seconds"] = statistics.median(panel_runs(volume, model, args.device, args.repeat))
+        figures["runs"]["panel"] = panel_runs(volume, model, args.device, args.repeat)
+        figures["panel_seconds"] = statistics.median(figures["runs"]["panel"])
         figures["panel_over_direct"] = figures["panel_seconds"] / figures["direct_seconds"]
     for name, value in figures.items():
+        if name == "runs":
+            value = {run: " ".join(f"{seconds:.2f}" for seconds in times) for run, times in value.items()}
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
