@@ -80,8 +80,7 @@ def labels_to_segmentation_node(scene, labels: np.ndarray, reference_node, label
 def _add_shared_labelmap_segments(segmentation_node, labels: np.ndarray, reference_node,
                                   label_infos: list[LabelInfo]) -> None:
     """Every label present as a segment of one shared label map (Slicer's own layout since 4.11, which its import
-    also makes): the labels are wrapped once instead of split per segment, 2.5x faster than the import on a
-    clinical CT (docs/slicer-worker.md)."""
+    also makes): the labels are wrapped once instead of split per segment by Slicer's import."""
     import slicer
     import vtk
     from vtk.util import numpy_support
