@@ -298,7 +298,10 @@ class WorkerRun:
     def _finish(self, status: RunStatus) -> None:
         self._final = RunStatus(**{**status.__dict__, "seconds": time.perf_counter() - self._started})
         for path in self._inputs:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # Windows: still mapped by the worker; the folder goes when the worker ends
+                pass
 
 
 __all__ = ["CANCEL_GRACE", "RunStatus", "SegmentationWorker", "WorkerError", "WorkerRun", "worker_python"]
