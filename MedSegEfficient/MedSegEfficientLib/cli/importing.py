@@ -15,12 +15,16 @@ from MedSegEfficientLib.importers.mlla_unet import import_mlla_unet
 from MedSegEfficientLib.importers.nnunet_v2 import import_nnunet
 from MedSegEfficientLib.importers.tm_unet import import_tm_unet
 from MedSegEfficientLib.importers.xlstm_unet_nnunet import import_xlstm_unet_nnunet
+from MedSegEfficientLib.io.outputs import refuse_inputs_as_outputs
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.model.model_file import read_card
 from MedSegEfficientLib.model.pth_import import import_state_dict
 
 
 def run(args: argparse.Namespace) -> int:
+    # The checkpoint (or results folder) and the card are read, never written: -o may be neither.
+    refuse_inputs_as_outputs([Path(args.source)] + ([Path(args.card)] if getattr(args, "card", None) else []),
+                             [Path(args.output)])
     if args.format == "nnunet":
         output = import_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
     elif args.format == "xlstm-unet-nnunet":

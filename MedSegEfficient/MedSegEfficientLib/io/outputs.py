@@ -34,6 +34,16 @@ class RunOutputs:
         return [path for path in (self.labels, self.overlay, self.report) if path is not None]
 
 
+def refuse_inputs_as_outputs(inputs: list[Path], outputs: list[Path]) -> None:
+    """An input is never an output: not the same file (through links too), nor a file inside an input folder."""
+    for source in inputs:
+        source_resolved = Path(source).resolve()
+        for path in outputs:
+            target = Path(path).resolve()
+            if target == source_resolved or (source_resolved.is_dir() and source_resolved in target.parents):
+                raise OutputError(f"{path} is the input (or inside it); choose another output name")
+
+
 def check_outputs(inputs: list[Path], outputs: RunOutputs) -> None:
     """Everything about the outputs that can be known before the image is read. Raises OutputError."""
     label_suffixes = (SEGMENTATION_SUFFIX, *VOLUME_SUFFIXES, *SLICE_SUFFIXES)
@@ -46,11 +56,7 @@ def check_outputs(inputs: list[Path], outputs: RunOutputs) -> None:
     resolved = [path.resolve() for path in paths]
     if len(set(resolved)) != len(resolved):
         raise OutputError("two outputs have the same name: " + ", ".join(str(path) for path in paths))
-    for source in inputs:
-        source_resolved = source.resolve()
-        for path, target in zip(paths, resolved):
-            if target == source_resolved or (source.is_dir() and source_resolved in target.parents):
-                raise OutputError(f"{path} is the input (or inside it); choose another output name")
+    refuse_inputs_as_outputs(inputs, paths)
     for path in paths:
         check_writable(path)
 

@@ -43,6 +43,7 @@ def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module, hal
     """
     from safetensors.torch import save_file
 
+    ModelCard.from_dict(card.to_dict())  # the card is checked before anything is written: a bad one keeps the old file
     tensors = {name: _stored(tensor, half) for name, tensor in _without_aliases(network).items()}
     metadata = {CARD_METADATA_KEY: json.dumps(card.to_dict())}
     return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
