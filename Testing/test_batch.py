@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from MedSegEfficientLib.batch.cases import collect_cases
-from MedSegEfficientLib.batch.manifest import Entry, Manifest
+from MedSegEfficientLib.batch.manifest import MANIFEST_NAME, Entry, Manifest
 from MedSegEfficientLib.cli.main import main
-from MedSegEfficientLib.errors import MedSegError
+from MedSegEfficientLib.errors import MedSegError, OutputError
 from MedSegEfficientLib.io.images import write_label_image
 from phantoms import make_phantom
 
@@ -137,3 +137,30 @@ def test_a_dead_workers_half_written_output_goes_before_its_case_is_sent_again(t
     ledger = Ledger([case], Manifest(out))
     assert ledger.worker_died(case)
     assert not left.exists() and all(path.exists() for path in others)
+
+
+def test_a_manifest_that_is_a_link_or_a_folder_is_refused_and_nothing_outside_is_written(tmp_path, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("not yours\n")
+    (out / MANIFEST_NAME).symlink_to(outside)
+    code = main(["batch", str(inputs), "-o", str(out), "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a link or not a regular file" in err, err
+    assert outside.read_text() == "not yours\n"
+    with pytest.raises(OutputError, match="link or not a regular file"):
+        Manifest(out).append(Entry("a", "b", "done", 1.0))
+    assert outside.read_text() == "not yours\n"
+    (out / MANIFEST_NAME).unlink()
+    (out / MANIFEST_NAME).mkdir()
+    with pytest.raises(OutputError, match="not a regular file"):
+        Manifest(out).latest()
+
+
+def test_a_binary_or_foreign_manifest_is_read_as_holding_no_case(tmp_path):
+    (tmp_path / MANIFEST_NAME).write_bytes(b"\xff\xfe\x00binary\n[1, 2]\nnull\n\"text\"\n")
+    assert Manifest(tmp_path).latest() == {}
+    Manifest(tmp_path).append(Entry("a", "b", "failed", 1.0))
+    assert list(Manifest(tmp_path).latest()) == ["a"]

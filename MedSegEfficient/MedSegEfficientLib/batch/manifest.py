@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from MedSegEfficientLib.errors import OutputError
+
 MANIFEST_NAME = "medseg-manifest.jsonl"
 
 
@@ -31,15 +33,27 @@ class Manifest:
     def latest(self) -> dict[str, Entry]:
         """The last entry of each input; a line cut short (a crash mid-write) is ignored."""
         entries: dict[str, Entry] = {}
-        if not self.path.is_file():
+        if not self._check():
             return entries
-        for line in self.path.read_text().splitlines():
+        try:
+            text = self.path.read_bytes().decode("utf-8", errors="replace")  # a binary file: no line parses
+        except OSError as error:
+            raise OutputError(f"cannot read {self.path}: {error.strerror or error}") from None
+        for line in text.splitlines():
             try:
                 entry = Entry(**json.loads(line))
             except (ValueError, TypeError):
-                continue
+                continue  # a line cut short, or not an entry (a list, null, another program's text)
             entries[entry.input] = entry
         return entries
+
+    def _check(self) -> bool:
+        """Whether the manifest exists; one that is a link or not a regular file is refused, never written through
+        (a link would make the batch append to a file outside the output folder)."""
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            raise OutputError(f"{self.path} is a link or not a regular file: move it away (the manifest is never "
+                              f"written through a link)")
+        return self.path.exists()
 
     def done(self) -> set[str]:
         return {key for key, entry in self.latest().items() if entry.status == "done" and Path(entry.output).is_file()}
@@ -47,7 +61,10 @@ class Manifest:
     def append(self, entry: Entry) -> None:
         entry.finished = entry.finished or time.time()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as stream:
+        self._check()
+        # O_NOFOLLOW: a link put in its place after the check is refused by the system, not followed
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(descriptor, "a") as stream:
             stream.write(json.dumps(asdict(entry)) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
