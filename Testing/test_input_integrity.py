@@ -5,6 +5,7 @@ what it chose."""
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import struct
 import subprocess
@@ -165,3 +166,15 @@ def test_a_complex_image_file_is_one_clear_line(tmp_path, capsys, model):
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 5, 6), np.complex64)), str(path))
     code, _, err = segment(capsys, path, "-o", tmp_path / "out.nii.gz", "--model", model)
     assert code == 2 and "complex voxels" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_named_pipe_as_input_is_one_line_not_a_hang(tmp_path):
+    """segment reads its input: a FIFO would block the reader for ever (issue 34); it is refused at once."""
+    fifo = tmp_path / "scan.nii.gz"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "MedSegEfficientLib.cli.main", "segment", str(fifo), "-o",
+                           str(tmp_path / "out.nii.gz"), "--device", "cpu", "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not a regular file" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["scan.nii.gz"]

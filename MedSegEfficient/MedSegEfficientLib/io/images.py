@@ -97,9 +97,12 @@ def read_image(path: str | os.PathLike, series: str | None = None, notices: list
 
 
 def _existing(path: str | os.PathLike) -> Path:
+    """A regular file or a folder: a FIFO, a device or a socket would hang the reader or never end."""
     path = Path(path)
     if not path.exists():
         raise InputImageError(f"no such file or folder: {path}")
+    if not (path.is_file() or path.is_dir()):
+        raise InputImageError(f"{path} is not a regular file or a folder (a pipe, device or socket)")
     return path
 
 
