@@ -39,8 +39,9 @@ def test_a_bug_is_one_line_with_its_traceback_in_a_log(capsys, tmp_path, monkeyp
 def test_a_negative_batch_size_is_named(capsys, tmp_path):
     image, _ = make_phantom(shape=(8, 10, 12))
     source = write_label_image(image.array, image, tmp_path / "ct.nii.gz")
-    code, _, err = run(capsys, "segment", source, "-o", tmp_path / "o.nii.gz", "--batch-size", "-1")
-    assert code == 2 and "--batch-size must be 1 or more" in err
+    with pytest.raises(SystemExit) as stopped:  # the command line's range check, before the image is read
+        run(capsys, "segment", source, "-o", tmp_path / "o.nii.gz", "--batch-size", "-1")
+    assert stopped.value.code == 2 and "argument --batch-size: -1 is outside 1..4096" in capsys.readouterr().err
 
 
 def test_bench_says_what_it_runs_and_gives_each_network_its_own_peak_ram(capsys, tmp_path):

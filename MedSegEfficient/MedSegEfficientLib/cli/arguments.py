@@ -6,6 +6,47 @@ this package and the function that runs it; ``main.py`` imports that module only
 from __future__ import annotations
 
 import argparse
+import math
+
+
+def whole(low: int, high: int):
+    """An int option within [low, high]; anything else is argparse's one-line usage error naming the option."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def real(low: float, high: float, low_inclusive: bool = False):
+    """A finite float option in (low, high] (or [low, high]): NaN and infinities are refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value > high or value < low or (value == low and not low_inclusive):
+            bracket = "[" if low_inclusive else "("
+            raise argparse.ArgumentTypeError(f"{text} is outside {bracket}{low:g}, {high:g}]")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+SEED = whole(0, 2**32 - 1)
+BATCH = whole(1, 4096)
+CLASSES = whole(1, 4096)
+EPOCHS = whole(1, 1_000_000)
+LEARNING_RATE = real(0.0, 10.0)
+MINUTES = real(0.0, 1e6)
+LOADER_WORKERS = whole(0, 256)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +66,7 @@ def add_commands(commands) -> None:
     add_model(segment)
     add_device(segment)
     segment.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
-    segment.add_argument("--batch-size", type=int, help="tiles or slices per forward pass")
+    segment.add_argument("--batch-size", type=BATCH, help="tiles or slices per forward pass")
     segment.add_argument("--overlay", help="also write a PNG picture of the result over the image")
     segment.add_argument("--quiet", action="store_true", help="no progress bar")
     segment.add_argument("--json", help="write the run report (times per stage, memory, device) as JSON")
@@ -42,14 +83,14 @@ def add_commands(commands) -> None:
     batch.add_argument("-o", "--output", required=True, help="output folder (the manifest is written there too)")
     add_model(batch)
     add_device(batch)
-    batch.add_argument("--workers", type=int, help="workers, each with the model loaded once (default: 1; with "
+    batch.add_argument("--workers", type=whole(1, 256), help="workers, each with the model loaded once (default: 1; with "
                                                    "--engine ray, one per GPU or else 1)")
     batch.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: worker processes on this machine (default); ray: Ray actors, on this machine or "
                             "a cluster (pip install 'medsegefficient[cluster]')")
     batch.add_argument("--address", help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
                                          "default: RAY_ADDRESS, else a Ray started for this run")
-    batch.add_argument("--gpus-per-worker", type=float, default=1.0,
+    batch.add_argument("--gpus-per-worker", type=real(0.0, 64.0), default=1.0,
                        help="--engine ray: GPUs each actor holds; 0.5 puts two actors on one GPU")
     batch.add_argument("--format", default=".nii.gz", help="output kind: .nii.gz (default), .nii, .nrrd, .mha or "
                                                             ".seg.nrrd")
@@ -71,13 +112,13 @@ def add_commands(commands) -> None:
                                               "and client)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
                                                            "only; any other needs --token)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--port", type=whole(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--model", action="append", help="a model to serve (repeatable; default: every shipped and "
                                                         "imported model)")
     add_device(serve)
-    serve.add_argument("--queue", type=int, default=16,
+    serve.add_argument("--queue", type=whole(1, 100_000), default=16,
                        help="requests that may wait while every worker is busy; past that the server answers 503")
-    serve.add_argument("--max-upload-mb", type=float, default=1024, help="largest request body accepted (MiB)")
+    serve.add_argument("--max-upload-mb", type=real(1 / 1024, 1 << 20, low_inclusive=True), default=1024, help="largest request body accepted (MiB)")
     serve.add_argument("--token", help="require Authorization: Bearer TOKEN (also MEDSEG_SERVE_TOKEN); MONAI "
                                        "Label's Slicer module asks for it as the password")
     serve.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
@@ -93,7 +134,7 @@ def add_commands(commands) -> None:
     info.add_argument("target", help="registered network name, model file, or shipped/imported model name")
     info.add_argument("--preset", help="the network's preset (default: its default preset)")
     info.add_argument("--input", help="input shape, e.g. 1x1x96x96x96 (default: the model's patch size)")
-    info.add_argument("--classes", type=int, default=2, help="output channels for a bare network name")
+    info.add_argument("--classes", type=CLASSES, default=2, help="output channels for a bare network name")
     info.add_argument("--json", action="store_true", help="print the figures as JSON")
     info.set_defaults(module="models", handler="run_info")
 
@@ -134,10 +175,10 @@ def add_commands(commands) -> None:
     importer.add_argument("--fold", help="nnU-Net: which fold_* to take (default: the only one)")
     importer.add_argument("--checkpoint", help="nnU-Net: checkpoint file name (default: checkpoint_final.pth)")
     importer.add_argument("--name", help="model name shown in pickers (default: from the source)")
-    importer.add_argument("--classes", type=int, default=2, help="encoder imports: output classes with background")
+    importer.add_argument("--classes", type=whole(2, 4096), default=2, help="encoder imports: output classes with background")
     importer.add_argument("--size", type=int,
                           help="tm-unet / mlla-unet: the side the authors trained at (default 512 / 224)")
-    importer.add_argument("--in-channels", type=int, default=1,
+    importer.add_argument("--in-channels", type=whole(1, 64), default=1,
                           help="mlla-unet: 1 for a grey model (their wrapper repeats grey to RGB), 3 for RGB")
     importer.add_argument("--decoder-init", choices=["encoder", "none"], default="encoder",
                           help="mlla-imagenet: start the decoder from the encoder as the authors' load_from does, "
@@ -192,10 +233,10 @@ def add_commands(commands) -> None:
                          help="bias field, lower resolution, wide contrast, larger rotations (default: as prepared)")
     fitting.add_argument("--contrast-enhancement", action=argparse.BooleanOptionalAction, default=None,
                          help="CT: simulated contrast phases on the labelled organs and vessels (default: as prepared)")
-    for flag, kind, meaning in (("--epochs", int, "epochs"), ("--iterations-per-epoch", int, "batches per epoch"),
-                                ("--batch-size", int, "crops per batch"), ("--lr", float, "AdamW learning rate"),
-                                ("--max-minutes", float, "stop after this many minutes, keeping the best model"),
-                                ("--workers", int, "data-loading worker processes"), ("--seed", int, "random seed"),
+    for flag, kind, meaning in (("--epochs", EPOCHS, "epochs"), ("--iterations-per-epoch", EPOCHS, "batches per epoch"),
+                                ("--batch-size", BATCH, "crops per batch"), ("--lr", LEARNING_RATE, "AdamW learning rate"),
+                                ("--max-minutes", MINUTES, "stop after this many minutes, keeping the best model"),
+                                ("--workers", LOADER_WORKERS, "data-loading worker processes"), ("--seed", SEED, "random seed"),
                                 ("--weight-average", float, "EMA decay per batch, e.g. 0.995")):
         fitting.add_argument(flag, type=kind, help=f"{meaning} (default: as prepared)")
     fitting.add_argument("--init", metavar="MODEL",
@@ -212,14 +253,14 @@ def add_commands(commands) -> None:
     source.add_argument("--input", default="1x1x256x256x128", help="synthetic input BxCxXxYxZ (B is ignored)")
     source.add_argument("--image", help="a real image file or DICOM folder")
     add_device(bench)
-    bench.add_argument("--patch", type=int, default=128, help="3D tile side for bare networks")
-    bench.add_argument("--batch-size", type=int, help="tiles (3D, default 4) or slices (2D, default 32) per pass")
-    bench.add_argument("--classes", type=int, default=14, help="output channels for bare networks")
-    bench.add_argument("--repeat", type=int, default=2, help="timed runs per entry after one warm-up (best kept)")
+    bench.add_argument("--patch", type=whole(8, 1024), default=128, help="3D tile side for bare networks")
+    bench.add_argument("--batch-size", type=BATCH, help="tiles (3D, default 4) or slices (2D, default 32) per pass")
+    bench.add_argument("--classes", type=CLASSES, default=14, help="output channels for bare networks")
+    bench.add_argument("--repeat", type=whole(1, 1000), default=2, help="timed runs per entry after one warm-up (best kept)")
     bench.add_argument("--fast", action="store_true", help="fewer overlapping tiles, as segment --fast")
     bench.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                        help="replay tiles or slice batches as CUDA graphs where possible (default: for 2D slices only)")
-    bench.add_argument("--threads", type=int, help="CPU threads for torch")
+    bench.add_argument("--threads", type=whole(1, 1024), help="CPU threads for torch")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(module="bench", handler="run")
 
@@ -230,19 +271,19 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="the network's preset (default: its default preset)")
     parser.add_argument("--args", default="{}", help="network constructor arguments as JSON")
     parser.add_argument("--dims", type=int, choices=[2, 3], default=3, help="3D tiles, or 2D axial slices")
-    parser.add_argument("--patch-size", type=int, nargs="+", help="tile (3 values) or slice size (2 values) in voxels")
-    parser.add_argument("--spacing", type=float, nargs="+", help="model spacing in mm (default: median of data)")
-    parser.add_argument("--epochs", type=int, default=50, help="epochs to train (the best on validation is kept)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=50, help="batches per epoch")
-    parser.add_argument("--batch-size", type=int, default=2, help="crops per batch")
-    parser.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
+    parser.add_argument("--patch-size", type=whole(4, 1024), nargs="+", help="tile (3 values) or slice size (2 values) in voxels")
+    parser.add_argument("--spacing", type=real(0.0, 100.0), nargs="+", help="model spacing in mm (default: median of data)")
+    parser.add_argument("--epochs", type=EPOCHS, default=50, help="epochs to train (the best on validation is kept)")
+    parser.add_argument("--iterations-per-epoch", type=EPOCHS, default=50, help="batches per epoch")
+    parser.add_argument("--batch-size", type=BATCH, default=2, help="crops per batch")
+    parser.add_argument("--lr", type=LEARNING_RATE, default=2e-3, help="AdamW learning rate (cosine schedule)")
     add_device(parser)
-    parser.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    parser.add_argument("--workers", type=LOADER_WORKERS, default=0, help="data-loading worker processes")
     parser.add_argument("--init", help="start from this model file's weights")
     parser.add_argument("--name", help="model name in the card")
     parser.add_argument("--description", default="", help="model description in the card")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best model")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed")
+    parser.add_argument("--max-minutes", type=MINUTES, help="stop after this many minutes, keeping the best model")
     parser.add_argument("--weight-average", type=float, metavar="DECAY",
                         help="validate and keep an exponential moving average of the weights, with this decay per "
                              "batch (e.g. 0.995): steadier from epoch to epoch (default: the raw weights)")
