@@ -14,9 +14,9 @@ BAD = [
     ("batch x -o y", "--workers", "-2"), ("batch x -o y", "--gpus-per-worker", "nan"),
     ("info medseg_unet", "--classes", "-3"), ("info medseg_unet", "--classes", "1000000000"),
     ("bench", "--threads", "-2"), ("bench", "--repeat", "0"), ("bench", "--patch", "5000"),
-    ("train data -o m.safetensors", "--lr", "inf"), ("train data -o m.safetensors", "--spacing", "inf"),
+    ("train data -o m.safetensors", "--lr", "inf"), ("train data -o m.safetensors", "--lr", "-1"),
     ("train data -o m.safetensors", "--seed", "-1"), ("train data -o m.safetensors", "--max-minutes", "nan"),
-    ("train data -o m.safetensors", "--patch-size", "100000"), ("train data -o m.safetensors", "--epochs", "0"),
+    ("train data -o m.safetensors", "--iterations-per-epoch", "0"), ("train data -o m.safetensors", "--workers", "-1"),
     ("fit run.npz -o m.safetensors", "--lr", "nan"), ("fit run.npz -o m.safetensors", "--epochs", "-1"),
     ("import mlla-imagenet x.pth -o m.safetensors", "--classes", "1000000000"),
 ]
