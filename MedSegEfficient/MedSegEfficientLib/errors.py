@@ -23,3 +23,8 @@ class Cancelled(MedSegError):
 
 class OutputError(MedSegError):
     """An output that cannot be written as asked (unknown format, the input itself, an unwritable folder)."""
+
+
+class NotEnoughMemoryError(InputImageError):
+    """A run refused before it starts because this machine has too little free memory for it; a server tells its
+    client only that, never the figures."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -38,13 +39,29 @@ def run(args: argparse.Namespace) -> int:
         raise MedSegError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     print(f"medseg serve: {server.url} (MONAI Label protocol), models {', '.join(models)} on {', '.join(devices)}"
           f"; queue {args.queue}; {'token required' if token else 'no token'}; Ctrl-C stops", flush=True)
+    stopped_by = _stop_on_termination()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("medseg serve: stopped", file=sys.stderr)
+        print(f"medseg serve: stopped ({stopped_by.get('signal', 'Ctrl-C')})", file=sys.stderr)
     finally:
-        server.close()
+        server.close()  # removes the uploaded images, whichever way the server ends
     return 0
+
+
+def _stop_on_termination() -> dict[str, str]:
+    """SIGTERM (a service manager, ``kill``) and SIGHUP end the server the way Ctrl-C does, so that its
+    temporary folder of patients' images is removed; the default action would leave it behind."""
+    stopped_by: dict[str, str] = {}
+
+    def stop(number: int, _frame) -> None:
+        stopped_by["signal"] = signal.Signals(number).name
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
+    return stopped_by
 
 
 def served_models(names: list[str] | None) -> dict[str, Path]:
@@ -78,7 +95,10 @@ def serving_devices(choice: str) -> list[str]:
 
 def _is_loopback(host: str) -> bool:
     try:
-        return all(ipaddress.ip_address(info[4][0]).is_loopback
-                   for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP))
-    except (OSError, ValueError):
+        addresses = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        raise MedSegError(f"--host {host}: not an address of this machine (it does not resolve)") from None
+    try:
+        return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in addresses)
+    except ValueError:
         return False

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from MedSegEfficientLib.errors import InputImageError
+from MedSegEfficientLib.errors import NotEnoughMemoryError
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.volume import Volume
 
@@ -101,7 +101,7 @@ def require_ram(volume, card: ModelCard, gpu: bool, parameters: int = 0) -> Memo
     need = estimate(volume, card, gpu, parameters=parameters)
     _, free_ram = free_memory("cpu")
     if free_ram is not None and need.ram_bytes > HEADROOM * free_ram:
-        raise InputImageError(f"this run needs about {need.ram_bytes / 2**30:.1f} GiB of RAM for a "
+        raise NotEnoughMemoryError(f"this run needs about {need.ram_bytes / 2**30:.1f} GiB of RAM for a "
                               f"{'x'.join(map(str, volume.grid_shape))} image, and {free_ram / 2**30:.1f} GiB is "
                               "available; segment a smaller region, or force it (medseg segment --force, "
                               "SegmentOptions(check_memory=False))")

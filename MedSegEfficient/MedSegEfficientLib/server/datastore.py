@@ -15,6 +15,7 @@ from pathlib import Path
 
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.io.outputs import VOLUME_SUFFIXES, suffix_of
+from MedSegEfficientLib.server.upload_check import refuse_detached_data
 
 _IMAGE_ID = re.compile(r"^[\w.\- ]{1,200}$")
 
@@ -23,23 +24,36 @@ def upload_suffix(filename: str) -> str:
     """The image kind an uploaded file's name says; anything else is refused before it is written."""
     suffix = suffix_of(Path(filename.lower()), VOLUME_SUFFIXES)
     if suffix is None:
-        raise MedSegError(f"upload '{filename}': send a {', '.join(VOLUME_SUFFIXES)} image")
+        raise MedSegError(f"upload '{printable_name(filename)}': send a {', '.join(VOLUME_SUFFIXES)} image")
     return suffix
+
+
+def printable_name(filename: str) -> str:
+    """A client's file name as it may appear in an answer: its last part, printable, short."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(character if character.isprintable() else "?" for character in name)[:100]
 
 
 class Datastore:
     def __init__(self, max_images: int = 32) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="medseg-serve-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="medseg-serve-"))  # mode 0700: patients' images
         self.max_images = max_images
         self._images: OrderedDict[str, Path] = OrderedDict()  # image id or session id -> stored file
         self._created: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def put(self, key: str, filename: str, content: bytes) -> str:
-        if not _IMAGE_ID.match(key):
-            raise MedSegError("an image id is 1 to 200 letters, digits, spaces, '.', '_' or '-'")
-        path = self.folder / f"{uuid.uuid4().hex}{upload_suffix(filename)}"
-        path.write_bytes(content)
+    def put(self, key: str, filename: str, received: Path) -> str:
+        """Keep ``received`` (a file this server wrote in its folder, moved, not copied) as image ``key``."""
+        path = received
+        try:
+            if not _IMAGE_ID.match(key):
+                raise MedSegError("an image id is 1 to 200 letters, digits, spaces, '.', '_' or '-'")
+            path = self.stored_name(filename)
+            received.rename(path)
+            refuse_detached_data(path, printable_name(filename))
+        except MedSegError:
+            path.unlink(missing_ok=True)
+            raise
         with self._lock:
             old = self._images.pop(key, None)
             self._images[key] = path
@@ -52,8 +66,12 @@ class Datastore:
             old.unlink(missing_ok=True)
         return key
 
-    def new_session(self, filename: str, content: bytes) -> str:
-        return self.put(f"session-{uuid.uuid4().hex}", filename, content)
+    def new_session(self, filename: str, received: Path) -> str:
+        return self.put(f"session-{uuid.uuid4().hex}", filename, received)
+
+    def stored_name(self, filename: str) -> Path:
+        """A new name in the folder with the image kind the client's file name says (refused if none)."""
+        return self.folder / f"{uuid.uuid4().hex}{upload_suffix(filename)}"
 
     def path(self, key: str) -> Path | None:
         with self._lock:
@@ -82,4 +100,5 @@ class Datastore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-__all__ = ["Datastore", "upload_suffix"]
+__all__ = ["Datastore", "printable_name", "upload_suffix"]
+
