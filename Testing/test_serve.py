@@ -128,7 +128,7 @@ def test_a_full_queue_answers_503_and_uploads_are_bounded(samples, small_image, 
         assert server.served == 1 and server.inference.taken == 0
         big = tmp_path / "big.nii"
         big.write_bytes(b"\0" * (5 * 2**20))
-        with pytest.raises((MONAILabelClientException, ConnectionError), match="413|reset|Broken"):
+        with pytest.raises(MONAILabelClientException, match="413"):
             client.infer(MODEL, "c", {}, file=str(big))
         assert server.inference.taken == 0
     finally:

@@ -121,6 +121,9 @@ def add_commands(commands) -> None:
     serve.add_argument("--max-upload-mb", type=real(1 / 1024, 1 << 20, low_inclusive=True), default=1024, help="largest request body accepted (MiB)")
     serve.add_argument("--token", help="require Authorization: Bearer TOKEN (also MEDSEG_SERVE_TOKEN); MONAI "
                                        "Label's Slicer module asks for it as the password")
+    serve.add_argument("--client-timeout", type=real(0.1, 3600, low_inclusive=True), default=30.0, metavar="SECONDS",
+                       help="a client idle this long, or this late with its request's headers, is cut off; bodies and "
+                            "answers get twice this plus 1 s per 256 KiB (default 30)")
     serve.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
     serve.add_argument("--quiet", action="store_true", help="no line per request")
     serve.set_defaults(module="serve", handler="run")

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     inference = InferenceQueue(models, devices, args.queue, args.fast)
     try:
         server = MedSegServer((args.host, args.port), inference, cards, token, int(args.max_upload_mb * 2**20),
-                              quiet=args.quiet)
+                              quiet=args.quiet, client_seconds=args.client_timeout)
     except OSError as error:
         inference.close()
         raise MedSegError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None

@@ -9,22 +9,25 @@ import socket
 import threading
 import time
 
-HEADER_SECONDS = 30.0  # to send a request's line and headers, and the idle time allowed between requests
-MIN_BYTES_PER_SECOND = 256 * 1024  # a body or an answer slower than this on top of ``GRACE_SECONDS`` is cut off
-GRACE_SECONDS = 60.0
+CLIENT_SECONDS = 30.0  # default: to send a request's line and headers, and the idle time allowed between requests
+MIN_BYTES_PER_SECOND = 256 * 1024  # a body or an answer slower than this, on top of twice the client time, is cut off
 FAILED_TOKEN_SECONDS = 0.5
 
 
 class ConnectionDeadlines:
     """One thread that shuts down every connection past its deadline; handlers move their deadline as they go."""
 
-    def __init__(self, tick: float = 1.0) -> None:
+    def __init__(self, client_seconds: float = CLIENT_SECONDS) -> None:
+        self.client_seconds = client_seconds
         self._deadlines: dict[socket.socket, float | None] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._tick = tick
+        self._tick = min(1.0, client_seconds / 4)
         self._thread = threading.Thread(target=self._reap, name="medseg-deadlines", daemon=True)
         self._thread.start()
+
+    def wait_for_request(self, connection: socket.socket) -> None:
+        self.set(connection, self.client_seconds)
 
     def set(self, connection: socket.socket, seconds: float | None) -> None:
         """From now, ``seconds`` to go; None: no deadline (the request waits for its inference)."""
@@ -32,7 +35,7 @@ class ConnectionDeadlines:
             self._deadlines[connection] = None if seconds is None else time.monotonic() + seconds
 
     def for_transfer(self, connection: socket.socket, size: int) -> None:
-        self.set(connection, GRACE_SECONDS + size / MIN_BYTES_PER_SECOND)
+        self.set(connection, 2 * self.client_seconds + size / MIN_BYTES_PER_SECOND)
 
     def forget(self, connection: socket.socket) -> None:
         with self._lock:
@@ -99,5 +102,5 @@ class TokenGuard:
         return False
 
 
-__all__ = ["ConnectionDeadlines", "FAILED_TOKEN_SECONDS", "HEADER_SECONDS", "TokenGuard", "allowed_hosts",
+__all__ = ["CLIENT_SECONDS", "ConnectionDeadlines", "FAILED_TOKEN_SECONDS", "TokenGuard", "allowed_hosts",
            "host_of"]

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from MedSegEfficientLib.errors import MedSegError, NotEnoughMemoryError
 from MedSegEfficientLib.io.outputs import SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
 from MedSegEfficientLib.model.card import ModelCard
-from MedSegEfficientLib.server.connection_guard import (HEADER_SECONDS, ConnectionDeadlines, TokenGuard,
+from MedSegEfficientLib.server.connection_guard import (CLIENT_SECONDS, ConnectionDeadlines, TokenGuard,
                                                         allowed_hosts, host_of)
 from MedSegEfficientLib.server.datastore import Datastore, printable_name
 from MedSegEfficientLib.server.form_stream import FormBody, read_form
@@ -51,7 +51,8 @@ class MedSegServer(ThreadingHTTPServer):
     request_queue_size = 128  # the listen backlog: a burst of clients waits instead of being reset
 
     def __init__(self, address: tuple[str, int], inference: InferenceQueue, cards: dict[str, ModelCard],
-                 token: str | None = None, max_upload_bytes: int = 2**30, quiet: bool = False) -> None:
+                 token: str | None = None, max_upload_bytes: int = 2**30, quiet: bool = False,
+                 client_seconds: float = CLIENT_SECONDS) -> None:
         super().__init__(address, _Handler)
         self.inference = inference
         self.cards = cards
@@ -60,7 +61,7 @@ class MedSegServer(ThreadingHTTPServer):
         self.hosts = allowed_hosts(self.server_address[0])
         if self.hosts is not None:
             self.hosts.add(address[0].lower())  # the name it was started with (--host NAME)
-        self.deadlines = ConnectionDeadlines()
+        self.deadlines = ConnectionDeadlines(client_seconds)
         self.max_upload_bytes = max_upload_bytes
         self.quiet = quiet
         self.served = 0
@@ -104,10 +105,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: MedSegServer
     server_version = "medseg-serve"
     protocol_version = "HTTP/1.1"  # keep-alive, as MONAI Label's clients expect; idle connections have a deadline
-    timeout = 4 * HEADER_SECONDS  # a socket read that waits this long fails (the deadlines cut off sooner)
+    def setup(self) -> None:
+        self.timeout = 4 * self.server.deadlines.client_seconds  # a read waiting this long fails; deadlines cut sooner
+        super().setup()
 
     def handle_one_request(self) -> None:
-        self.server.deadlines.set(self.connection, HEADER_SECONDS)  # the request line and headers, or idle
+        self.server.deadlines.wait_for_request(self.connection)  # the request line and headers, or idle
         self._body: BodyReader | None = None
         self._continue_pending = False
         super().handle_one_request()
