@@ -3,6 +3,8 @@ its output is known (label 1 for 20..120 HU, label 2 above 150 HU), and helpers 
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import torch
@@ -31,12 +33,26 @@ class IntensityBands(nn.Module):
         return -((value - self.centres.view(shape)) / self.widths.view(shape)) ** 2
 
 
+class KillsItsWorker(IntensityBands):
+    """IntensityBands that kills the process running it on a bright scan (mean above ``KILLING_MEAN`` after
+    normalisation), as a network that runs out of memory or crashes on one case would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(x.mean()) > KILLING_MEAN:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
+
+
+KILLING_MEAN = 5.0  # in HU / 100: a scan of 1000 HU everywhere kills; the phantoms (mostly -100 HU) do not
+
+
 def _register() -> None:
-    try:
-        get_network_spec("test_intensity_bands")
-    except Exception:
-        register_network(NetworkSpec(name="test_intensity_bands", builder=IntensityBands, spatial_dims=(2, 3),
-                                     description="test-only network with known output"))
+    for name, builder in (("test_intensity_bands", IntensityBands), ("test_kills_its_worker", KillsItsWorker)):
+        try:
+            get_network_spec(name)
+        except Exception:
+            register_network(NetworkSpec(name=name, builder=builder, spatial_dims=(2, 3),
+                                         description="test-only network with known output"))
 
 
 _register()

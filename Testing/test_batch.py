@@ -3,7 +3,6 @@ stops nothing, and a worker killed mid-run that loses no case."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,22 +16,8 @@ from MedSegEfficientLib.batch.cases import collect_cases
 from MedSegEfficientLib.batch.manifest import MANIFEST_NAME, Entry, Manifest
 from MedSegEfficientLib.cli.main import main
 from MedSegEfficientLib.errors import MedSegError, OutputError
-from MedSegEfficientLib.io.images import write_label_image
-from phantoms import make_phantom
+from batch_helpers import ROOT, cohort, lines, workers_of
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cohort(folder: Path, count: int, shape=(24, 32, 32)) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed in range(count):
-        image, _ = make_phantom(shape=shape, seed=seed)
-        write_label_image(image.array, image, folder / f"ct{seed}.nii.gz")
-    return folder
-
-
-def lines(manifest: Path) -> list[dict]:
-    return [json.loads(line) for line in manifest.read_text().splitlines()]
 
 
 @pytest.mark.slow
@@ -53,27 +38,13 @@ def test_two_workers_write_every_output_and_a_rerun_skips_the_done(tmp_path, cap
     assert len(lines(out / "medseg-manifest.jsonl")) == 5  # only the failed case ran again
 
 
-def _workers_of(pid: int) -> list[int]:
-    """The pool's worker processes: children running multiprocessing's spawn entry (not its resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    workers = []
-    for child in children:
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"spawn_main" in command and b"resource_tracker" not in command:
-            workers.append(int(child))
-    return workers
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from Linux /proc")
 def test_a_killed_worker_loses_no_case(tmp_path):
     count = 6
     inputs = cohort(tmp_path / "in", count, shape=(40, 48, 48))
     out = tmp_path / "out"
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "MedSegEfficient")}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "MedSegEfficient"), str(ROOT / "Testing")])}
     batch = subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", str(inputs), "-o", str(out),
                               "--workers", "2", "--device", "cpu", "--model", "abdomen_ct_demo", "--quiet"],
                              env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -81,7 +52,7 @@ def test_a_killed_worker_loses_no_case(tmp_path):
     deadline = time.time() + 180
     while not (manifest.is_file() and manifest.read_text()) and time.time() < deadline and batch.poll() is None:
         time.sleep(0.05)
-    workers = _workers_of(batch.pid)
+    workers = workers_of(batch.pid)
     assert workers, "the pool never started"
     # One case has finished, so both workers have the model loaded, and the other cases are in their hands.
     os.kill(workers[0], signal.SIGKILL)
@@ -119,7 +90,7 @@ def test_a_manifest_cut_mid_line_stays_true(tmp_path):
     manifest.append(Entry("/in/b.nii.gz", str(tmp_path / "b.nii.gz"), "done", 1.0, "CPU"))  # output gone since
     with open(manifest.path, "a") as stream:
         stream.write('{"input": "/in/c.nii.gz", "out')  # a crash mid-line
-    assert manifest.done() == {"/in/a.nii.gz"}
+    assert set(manifest.done()) == {"/in/a.nii.gz"}
     assert set(manifest.latest()) == {"/in/a.nii.gz", "/in/b.nii.gz"}
 
 

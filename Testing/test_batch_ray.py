@@ -15,7 +15,7 @@ import pytest
 from MedSegEfficientLib.batch.ray_engine import plan_placement
 from MedSegEfficientLib.cli.main import main
 from MedSegEfficientLib.errors import MedSegError
-from test_batch import ROOT, cohort, lines
+from batch_helpers import ROOT, cohort, lines
 
 ray = pytest.importorskip("ray", reason="the [cluster] extra (Ray) is not installed")
 
@@ -40,7 +40,7 @@ def test_a_killed_ray_actor_loses_no_case_and_a_rerun_skips_the_done(tmp_path, c
     inputs = cohort(tmp_path / "in", 6, shape=(48, 64, 64))
     (inputs / "broken.nii.gz").write_bytes(b"not an image" * 20)
     out = tmp_path / "out"
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "MedSegEfficient")}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "MedSegEfficient"), str(ROOT / "Testing")])}
     batch = subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", str(inputs), "-o", str(out),
                               "--engine", "ray", "--workers", "2", "--device", "cpu", "--model", "abdomen_ct_demo",
                               "--quiet"], env=environment,

@@ -64,6 +64,14 @@ class StagedOutputs:
             self.discard()
 
 
+def resolved(path: str | os.PathLike) -> Path:
+    """The path with links followed, or made absolute where they cannot be (a link loop)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 on a link loop
+        return Path(path).absolute()
+
+
 def _temporary_name_parts(path: Path) -> tuple[str, str]:
     """The prefix and suffix of ``path``'s temporary names: ``.STEM.<random>.partSUFFIXES``."""
     suffix = "".join(path.suffixes)

@@ -29,7 +29,7 @@ class Ledger:
         self.on_entry = on_entry
         self.summary = BatchSummary()
         done = manifest.done()
-        self.pending = [case for case in cases if str(case.input) not in done]
+        self.pending = [case for case in cases if not manifest.is_done(case.input, case.output, done)]
         self.summary.skipped = len(cases) - len(self.pending)
         self._deaths: Counter = Counter()
 
@@ -40,16 +40,21 @@ class Ledger:
         (self.summary.done if entry.status == "done" else self.summary.failed).append(entry)
         self.on_entry(entry)
 
-    def worker_died(self, case: Case, reason: str = "killed or out of memory") -> bool:
-        """True where the case should go to another worker; otherwise it is recorded as failed. What the dead
-        worker was writing goes first: no other worker has the case yet."""
+    def send_again(self, case: Case) -> None:
+        """The case goes to a new worker; what the dead one was writing goes first (no other worker has it)."""
         remove_leftover_temporaries(case.output)
+        self.summary.requeued += 1
+
+    def worker_died(self, case: Case, reason: str = "killed or out of memory") -> bool:
+        """The case's worker died while running it alone: True where it should be tried again; otherwise it is
+        recorded as failed."""
         self._deaths[case] += 1
         if self._deaths[case] < MAX_ATTEMPTS:
-            self.summary.requeued += 1
+            self.send_again(case)
             return True
+        remove_leftover_temporaries(case.output)
         self.record(case, {"status": "failed", "seconds": 0.0,
-                           "error": f"its worker died {MAX_ATTEMPTS} times ({reason})"})
+                           "error": f"its worker died {MAX_ATTEMPTS} times while running it alone ({reason})"})
         return False
 
 

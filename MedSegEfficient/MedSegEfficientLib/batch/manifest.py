@@ -55,19 +55,31 @@ class Manifest:
                               f"written through a link)")
         return self.path.exists()
 
-    def done(self) -> set[str]:
-        return {key for key, entry in self.latest().items() if entry.status == "done" and Path(entry.output).is_file()}
+    def done(self) -> dict[str, str]:
+        """Input -> output of the cases whose last line says done and whose output is still there."""
+        return {key: entry.output for key, entry in self.latest().items()
+                if entry.status == "done" and Path(entry.output).is_file()}
+
+    def is_done(self, input_path: Path, output_path: Path, done: dict[str, str] | None = None) -> bool:
+        """Done into this very output (a rerun in another --format is not done)."""
+        done = self.done() if done is None else done
+        return done.get(str(input_path)) == str(output_path)
 
     def append(self, entry: Entry) -> None:
         entry.finished = entry.finished or time.time()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._check()
         # O_NOFOLLOW: a link put in its place after the check is refused by the system, not followed
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with os.fdopen(descriptor, "a") as stream:
-            stream.write(json.dumps(asdict(entry)) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        try:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                                 0o644)
+            with os.fdopen(descriptor, "a") as stream:
+                stream.write(json.dumps(asdict(entry)) + "\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:  # a full disk: the batch stops here, its manifest true up to the last line
+            raise OutputError(f"cannot write the manifest {self.path}: {error.strerror or error}; the batch "
+                              "stopped (a rerun resumes it)") from None
 
 
 __all__ = ["MANIFEST_NAME", "Entry", "Manifest"]

@@ -45,12 +45,26 @@ class SegmentActor:
         return segment_case(self._segmenter, input_path, output_path, self._where)
 
 
-def import_ray():
+def import_ray(local: bool = False):
+    """Ray, imported; ``local``: a Ray this batch starts for itself on this machine, whose GCS, raylet, agents and
+    workers then listen on loopback only. (Ray takes a loopback node address for "this machine's reachable one",
+    and binds its servers to that, unless it runs as it does where clusters are off: ``ENABLE_RAY_CLUSTER``.)"""
+    if local:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read by Ray's processes when they start
     try:
         import ray
+        import ray._private.ray_constants as ray_constants
     except ImportError:
         raise MedSegError("--engine ray needs Ray: pip install 'medsegefficient[cluster]' (or pip install ray)") from None
+    if local:
+        ray_constants.ENABLE_RAY_CLUSTER = False  # this process may have imported Ray before the variable was set
     return ray
+
+
+def _ray_running() -> bool:
+    import sys
+
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
 
 def plan_placement(device: str, workers: int | None, cluster_gpus: float, cluster_cpus: float,
@@ -79,14 +93,14 @@ def run_ray(cases: list[Case], manifest: Manifest, settings: WorkerSettings, wor
             on_start: Callable[[RayPlacement], None] = lambda placement: None) -> BatchSummary:
     """Every case not already done on Ray actors; a local Ray is started (and stopped) when no ``address`` is
     given and none runs (RAY_ADDRESS is honoured)."""
-    ray = import_ray()
     ledger = Ledger(cases, manifest, on_entry)
     if not ledger.pending:
         return ledger.summary
+    local = address is None and "RAY_ADDRESS" not in os.environ
+    ray = import_ray(local=local and not _ray_running())
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network access the user did not ask for
     started_here = not ray.is_initialized()
     if started_here:
-        local = address is None and "RAY_ADDRESS" not in os.environ
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  **({"object_store_memory": _LOCAL_OBJECT_STORE_BYTES} if local else {}))
     try:

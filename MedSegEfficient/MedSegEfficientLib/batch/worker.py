@@ -23,7 +23,9 @@ def load_segmenter(settings: WorkerSettings):
     import torch
 
     from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
+    from MedSegEfficientLib.networks.plugins import import_network_plugins
 
+    import_network_plugins()  # a researcher's own networks load in the workers too
     torch.set_num_threads(settings.threads)
     return Segmenter.from_file(settings.model, SegmentOptions(device=settings.device, fast=settings.fast))
 

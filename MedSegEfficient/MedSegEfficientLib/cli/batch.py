@@ -32,18 +32,27 @@ def run(args: argparse.Namespace) -> int:
     check_writable(out_dir / ("probe" + args.format))
     model = resolve_model_path(args.model or default_model_path())
     read_card(model)  # a bad model file is one line here, not a failure in every worker
-    cases = collect_cases(args.inputs, out_dir, args.format)
+    if args.engine == "local":
+        from MedSegEfficientLib.inference.gpu.devices import select_device
+
+        select_device(args.device)  # an absent GPU is one line here (a Ray cluster's GPUs may be elsewhere)
+    manifest = Manifest(out_dir)
+    earlier_outputs = {entry.output for entry in manifest.latest().values()}
+    cases = collect_cases(args.inputs, out_dir, args.format, earlier_outputs)
     if any(case.input == case.output.resolve() for case in cases):
         raise MedSegError("an input lies where its output would go; choose another output folder")
-    manifest = Manifest(out_dir)
-    already = len(manifest.done() & {str(case.input) for case in cases})
+    done = manifest.done()
+    already = sum(manifest.is_done(case.input, case.output, done) for case in cases)
     if already:
         print(f"medseg batch: {already} of {len(cases)} cases already done ({manifest.path}); skipping them",
               file=sys.stderr)
     from tqdm import tqdm
 
-    with tqdm(total=len(cases) - already, unit="case", disable=args.quiet, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    from MedSegEfficientLib.cli.termination import stop_on_termination
+
+    # The workers are stopped, and the manifest stays true, whatever ends the batch.
+    with stop_on_termination(), tqdm(total=len(cases) - already, unit="case", disable=args.quiet, file=sys.stderr,
+                                     dynamic_ncols=True) as bar:
         def finished(entry) -> None:
             bar.update(1)
             bar.set_postfix_str(f"{Path(entry.input).name}: {entry.status}")

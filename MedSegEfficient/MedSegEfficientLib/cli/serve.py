@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
 
+from MedSegEfficientLib.cli.termination import stop_on_termination
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.model.library import DEFAULT_MODEL, list_model_files, resolve_model_path
 from MedSegEfficientLib.model.model_file import read_card
@@ -39,29 +39,14 @@ def run(args: argparse.Namespace) -> int:
         raise MedSegError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     print(f"medseg serve: {server.url} (MONAI Label protocol), models {', '.join(models)} on {', '.join(devices)}"
           f"; queue {args.queue}; {'token required' if token else 'no token'}; Ctrl-C stops", flush=True)
-    stopped_by = _stop_on_termination()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print(f"medseg serve: stopped ({stopped_by.get('signal', 'Ctrl-C')})", file=sys.stderr)
-    finally:
-        server.close()  # removes the uploaded images, whichever way the server ends
+    with stop_on_termination() as stopped_by:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print(f"medseg serve: stopped ({stopped_by.get('signal', 'Ctrl-C')})", file=sys.stderr)
+        finally:
+            server.close()  # removes the uploaded images, whichever way the server ends
     return 0
-
-
-def _stop_on_termination() -> dict[str, str]:
-    """SIGTERM (a service manager, ``kill``) and SIGHUP end the server the way Ctrl-C does, so that its
-    temporary folder of patients' images is removed; the default action would leave it behind."""
-    stopped_by: dict[str, str] = {}
-
-    def stop(number: int, _frame) -> None:
-        stopped_by["signal"] = signal.Signals(number).name
-        raise KeyboardInterrupt
-
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), stop)
-    return stopped_by
 
 
 def served_models(names: list[str] | None) -> dict[str, Path]:

@@ -100,6 +100,8 @@ def _existing(path: str | os.PathLike) -> Path:
     """A regular file or a folder: a FIFO, a device or a socket would hang the reader or never end."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise InputImageError(f"{path} is a link to nothing (its target is gone, or it is a link loop)")
         raise InputImageError(f"no such file or folder: {path}")
     if not (path.is_file() or path.is_dir()):
         raise InputImageError(f"{path} is not a regular file or a folder (a pipe, device or socket)")

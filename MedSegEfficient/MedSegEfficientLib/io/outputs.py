@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from MedSegEfficientLib.errors import OutputError
+from MedSegEfficientLib.files import resolved
 
 SEGMENTATION_SUFFIX = ".seg.nrrd"
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # label maps of any number of slices
@@ -37,9 +38,9 @@ class RunOutputs:
 def refuse_inputs_as_outputs(inputs: list[Path], outputs: list[Path]) -> None:
     """An input is never an output: not the same file (through links too), nor a file inside an input folder."""
     for source in inputs:
-        source_resolved = Path(source).resolve()
+        source_resolved = resolved(source)
         for path in outputs:
-            target = Path(path).resolve()
+            target = resolved(path)
             if target == source_resolved or (source_resolved.is_dir() and source_resolved in target.parents):
                 raise OutputError(f"{path} is the input (or inside it); choose another output name")
 
@@ -53,8 +54,8 @@ def check_outputs(inputs: list[Path], outputs: RunOutputs) -> None:
     if outputs.report is not None:
         _check_suffix(outputs.report, REPORT_SUFFIXES, "--json")
     paths = outputs.all()
-    resolved = [path.resolve() for path in paths]
-    if len(set(resolved)) != len(resolved):
+    targets = [resolved(path) for path in paths]
+    if len(set(targets)) != len(targets):
         raise OutputError("two outputs have the same name: " + ", ".join(str(path) for path in paths))
     refuse_inputs_as_outputs(inputs, paths)
     for path in paths:

@@ -6,8 +6,7 @@ Python (PythonSlicer), it reads requests from stdin, writes events to stdout and
 runs. It ends on a 'quit' request, when stdin closes (Slicer exited or crashed), or after ``--idle-seconds`` without
 a request, and its GPU memory goes with it.
 
-``MEDSEG_WORKER_IMPORTS`` (module names, comma-separated) are imported first: modules of a researcher's own that
-register networks (networks.register_network), so that their model files load in the worker too.
+``MEDSEG_WORKER_IMPORTS`` (networks/plugins.py) are imported first, so that a researcher's own networks load here.
 
 A reader thread takes the requests off stdin so that a 'cancel' is seen while a run is in progress: the run checks
 it between tiles. Anything the engine prints goes to stderr; stdout carries only the protocol.
@@ -16,7 +15,6 @@ it between tiles. Anything the engine prints goes to stderr; stdout carries only
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import queue
 import shutil
@@ -25,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from MedSegEfficientLib.networks.plugins import import_network_plugins
 from MedSegEfficientLib.slicer.worker_protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
 
 
@@ -90,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    for name in filter(None, os.environ.get("MEDSEG_WORKER_IMPORTS", "").split(",")):
-        importlib.import_module(name.strip())
+    import_network_plugins()
     if args.threads > 0:
         import torch
 
