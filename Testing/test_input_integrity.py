@@ -178,3 +178,15 @@ def test_a_named_pipe_as_input_is_one_line_not_a_hang(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "not a regular file" in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["scan.nii.gz"]
+
+
+@pytest.mark.parametrize("given, sibling", [("scan.nii.gz", "scan.nii"), ("scan.nii", "scan.hdr"),
+                                            ("scan.nii.gz", "scan.hdr")])
+def test_a_nifti_is_read_as_itself_whatever_sits_beside_it(tmp_path, given, sibling):
+    wanted = sitk.GetImageFromArray(np.full((5, 6, 7), 3, np.int16))
+    decoy = sitk.GetImageFromArray(np.full((4, 4, 4), 900, np.int16))
+    sitk.WriteImage(wanted, str(tmp_path / given))
+    sitk.WriteImage(decoy, str(tmp_path / sibling))  # ITK's reader used to open this one instead, without a word
+    assert read_image_info(tmp_path / given).grid_shape == (5, 6, 7)
+    volume = read_image(tmp_path / given)
+    assert volume.array.shape == (5, 6, 7) and int(volume.array.max()) == 3

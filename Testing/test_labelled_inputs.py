@@ -57,6 +57,29 @@ def test_evaluate_against_other_numbers_warns_and_label_map_fixes_it(phantom, ca
     assert code == 2 and "lung" in err and err.count("\n") == 1
 
 
+def test_a_partial_label_map_scores_what_it_names_and_says_what_it_does_not(phantom, capsys, tmp_path):
+    source, _, image, labels, model = phantom
+    other = labels.array.copy()
+    half = np.zeros_like(other, bool)
+    half[: other.shape[0] // 2] = True
+    other[(labels.array == 1) & half], other[(labels.array == 1) & ~half] = 7, 8  # "big" split in two numbers
+    other[labels.array == 2] = 9
+    reference = write_label_image(other, labels, tmp_path / "split.nii.gz")
+    code, out, err = run(capsys, "evaluate", source, reference, "--model", model, "--device", "cpu",
+                         "--label-map", "big=7+8")
+    assert code == 0, err
+    rows = dict(line.split(None, 1) for line in out.splitlines())
+    assert float(rows["big"]) > 0.7  # both numbers count as "big"
+    assert rows["small"].strip() == "not in --label-map"  # present in both maps, but not named: not "absent"
+    assert "(1 label scored; 1 not in --label-map)" in rows["mean"]
+    code, out, _ = run(capsys, "evaluate", source, reference, "--model", model, "--device", "cpu",
+                       "--label-map", '{"big": [7, 8], "small": 9}', "--json")
+    assert code == 0 and json.loads(out)["labels_scored"] == 2 and json.loads(out)["labels_not_matched"] == []
+    for bad in ("big=-1", "big=0", "big=99999999999", "big=7.5", "big=7,small=7", '{"big": true}'):
+        code, _, err = run(capsys, "evaluate", source, reference, "--model", model, "--label-map", bad)
+        assert code == 2 and err.count("\n") == 1 and "--label-map" in err, (bad, err)
+
+
 def test_a_seg_nrrd_reference_is_matched_by_segment_name(phantom, capsys, tmp_path):
     from MedSegEfficientLib.io.seg_nrrd import write_seg_nrrd
     from MedSegEfficientLib.model.card import LabelInfo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 from MedSegEfficientLib.errors import InputImageError
 from MedSegEfficientLib.files import StagedOutputs, write_atomically
 from MedSegEfficientLib.io.dicom_series import check_slice_spacing, choose_series, read_series
-from MedSegEfficientLib.io.nifti_check import check_nifti, is_nifti
+from MedSegEfficientLib.io.nifti_check import check_nifti, is_nifti, unambiguous_nifti_path
 from MedSegEfficientLib.volume import Volume, from_sitk, to_sitk
 
 
@@ -39,15 +40,15 @@ def read_image_info(path: str | os.PathLike, series: str | None = None) -> Image
     reader = sitk.ImageFileReader()
     if path.is_dir():
         chosen, _ = choose_series(path, series)
-        reader.SetFileName(chosen.files[0])
         slices, slice_gap = len(chosen.files), check_slice_spacing(chosen)
     else:
         if is_nifti(path):
             check_nifti(path)
-        reader.SetFileName(str(path))
         slices = slice_gap = None
     try:
-        reader.ReadImageInformation()
+        with unambiguous_nifti_path(path) if path.is_file() else nullcontext(chosen.files[0]) as readable:
+            reader.SetFileName(str(readable))
+            reader.ReadImageInformation()
     except RuntimeError as error:
         raise _unreadable(path, error) from None
     pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
@@ -83,7 +84,8 @@ def read_image(path: str | os.PathLike, series: str | None = None, notices: list
         else:
             if is_nifti(path) and not checked:
                 check_nifti(path)  # ITK would read a truncated file's end, and NaN voxels, as zeros
-            image = sitk.ReadImage(str(path))
+            with unambiguous_nifti_path(path) as readable:
+                image = sitk.ReadImage(str(readable))
     except InputImageError:
         raise
     except Exception as error:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import gzip
 import math
+import shutil
+import tempfile
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +88,29 @@ def check_nifti(path: Path) -> NiftiHeader:
     return header
 
 
+_NIFTI_NAMES = (".nii", ".nii.gz", ".hdr", ".hdr.gz", ".img", ".img.gz")
+
+
+@contextmanager
+def unambiguous_nifti_path(path: Path) -> Iterator[Path]:
+    """A name under which ITK reads this very file. ITK's NIfTI reader, given ``scan.nii.gz``, opens ``scan.nii``
+    (or ``scan.hdr``) instead when one sits beside it: a different image, read without a word. Where such a
+    sibling exists the file is read through a link in a private folder, where it has none."""
+    name = path.name.lower()
+    base = next((path.name[: -len(suffix)] for suffix in _NIFTI_NAMES if name.endswith(suffix)), None)
+    siblings = [] if base is None else [path.with_name(base + suffix) for suffix in _NIFTI_NAMES]
+    if not any(sibling.name != path.name and sibling.exists() for sibling in siblings):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="medseg-read-") as folder:
+        alone = Path(folder) / ("image" + path.name[len(base):])
+        try:
+            alone.symlink_to(path.resolve())
+        except OSError:  # no symbolic links (Windows without the privilege): a copy is exact too
+            shutil.copyfile(path, alone)
+        yield alone
+
+
 def _open(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
@@ -127,4 +154,4 @@ def _check_finite(path: Path, header: NiftiHeader) -> None:
         raise InputImageError(f"{path.name} has {bad} NaN or infinite voxels")
 
 
-__all__ = ["NiftiHeader", "check_nifti", "is_nifti", "read_header"]
+__all__ = ["NiftiHeader", "check_nifti", "is_nifti", "read_header", "unambiguous_nifti_path"]

@@ -17,7 +17,7 @@ from MedSegEfficientLib.training.datasets import TrainingCase
 
 
 def validate(model: LoadedModel, cases: list[TrainingCase], device: torch.device,
-             reference_values: dict[int, int] | None = None, check_memory: bool = True) -> dict[str, float]:
+             reference_values: ReferenceValues | None = None, check_memory: bool = True) -> dict[str, float]:
     """Per-label Dice over all validation cases, the engine run exactly as a user runs it. ``reference_values``:
     the reference's number for each of the model's label values, where the reference numbers them otherwise."""
     was_training = model.network.training
@@ -51,14 +51,18 @@ def validation_metrics(scores: dict[str, float], cases: list[TrainingCase]) -> d
             "validation_cases": [case.name for case in cases]}
 
 
-def renumbered(reference: np.ndarray, reference_values: dict[int, int] | None) -> np.ndarray:
-    """The reference in the model's numbers: each model value where the reference has its number, else 0."""
+ReferenceValues = dict[int, "int | tuple[int, ...]"]  # model value -> the reference's number (or numbers)
+
+
+def renumbered(reference: np.ndarray, reference_values: ReferenceValues | None) -> np.ndarray:
+    """The reference in the model's numbers: each model value where the reference has its number (or one of its
+    numbers: vertebrae C1 to L5 as one 'vertebrae'), else 0."""
     if reference_values is None:
         return reference
     result = np.zeros_like(reference)
-    for model_value, reference_value in reference_values.items():
-        result[reference == reference_value] = model_value
+    for model_value, numbers in reference_values.items():
+        result[np.isin(reference, np.atleast_1d(np.asarray(numbers)))] = model_value
     return result
 
 
-__all__ = ["dice_for_card", "present_mean", "renumbered", "validate", "validation_metrics"]
+__all__ = ["ReferenceValues", "dice_for_card", "present_mean", "renumbered", "validate", "validation_metrics"]
