@@ -8,10 +8,13 @@ interpolation costs are not counted, as in fvcore and thop.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from MedSegEfficientLib.errors import NetworkConfigError
 
 
 @dataclass
@@ -21,14 +24,21 @@ class NetworkCost:
     input_shape: tuple[int, ...]
 
 
+MAX_INPUT_ELEMENTS = 2**30  # a 1024^3 volume: what a synthetic input may make us allocate
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
-    """'1x3x256x256' -> (1, 3, 256, 256)"""
+    """'1x3x256x256' -> (1, 3, 256, 256); NetworkConfigError (one line) for anything else or anything huge."""
     try:
         shape = tuple(int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"input shape '{text}' is not of the form 1x1x96x96x96") from None
+        raise NetworkConfigError(f"--input {text[:40]!r}: give BATCHxCHANNELSxSIZES, e.g. 1x1x96x96x96") from None
     if len(shape) not in (4, 5) or min(shape) < 1:
-        raise ValueError(f"input shape '{text}' needs batch, channels and 2 or 3 spatial sizes")
+        raise NetworkConfigError(f"--input {text[:40]}: needs batch, channels and 2 or 3 spatial sizes, each 1 or more "
+                                 "(e.g. 1x1x96x96x96)")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise NetworkConfigError(f"--input {text[:40]}: {math.prod(shape):,} elements, more than the "
+                                 f"{MAX_INPUT_ELEMENTS:,} this command will allocate")
     return shape
 
 

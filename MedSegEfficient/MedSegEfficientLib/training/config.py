@@ -3,10 +3,16 @@ is read."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from MedSegEfficientLib.errors import MedSegError
+
+
+MAX_PATCH_SIDE = 2048
+MAX_PATCH_VOXELS = 512**3
+MAX_SPACING_MM = 1000.0
 
 
 @dataclass
@@ -43,9 +49,21 @@ class TrainConfig:
             raise MedSegError(f"spatial dims must be 2 or 3, not {dims}")
         if self.patch_size is not None and (len(self.patch_size) != dims or min(self.patch_size) < 1):
             raise MedSegError(f"--patch-size needs {dims} positive sizes for a {dims}D model, not {self.patch_size}")
+        if self.patch_size is not None and (max(self.patch_size) > MAX_PATCH_SIDE
+                                            or math.prod(self.patch_size) > MAX_PATCH_VOXELS):
+            raise MedSegError(f"--patch-size {'x'.join(map(str, self.patch_size))} is too large: at most "
+                              f"{MAX_PATCH_SIDE} a side and {MAX_PATCH_VOXELS:,} voxels (512^3)")
         if self.spacing is not None and (len(self.spacing) not in ((2, 3) if dims == 2 else (3,))
-                                         or min(self.spacing) <= 0):
-            raise MedSegError(f"--spacing needs {'2 or 3' if dims == 2 else 3} positive values in mm, not {self.spacing}")
+                                         or not all(math.isfinite(value) and 0 < value <= MAX_SPACING_MM
+                                                    for value in self.spacing)):
+            raise MedSegError(f"--spacing needs {'2 or 3' if dims == 2 else 3} values in mm above 0 and at most "
+                              f"{MAX_SPACING_MM:g}, not {self.spacing}")
+        if self.seed < 0:
+            raise MedSegError(f"--seed must be 0 or more, not {self.seed}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 10):
+            raise MedSegError(f"--lr must be above 0 and at most 10, not {self.learning_rate}")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise MedSegError(f"--max-minutes must be a positive number, not {self.max_minutes}")
         for name, value in (("--epochs", self.epochs), ("--iterations-per-epoch", self.iterations_per_epoch),
                             ("--batch-size", self.batch_size)):
             if value < 1:

@@ -128,6 +128,15 @@ def _pairs_from_folders(folder: Path, split: str) -> list[CasePaths]:
         if image is None:
             raise MedSegError(f"no image for label {label.name} in {images}")
         cases.append(CasePaths(image, label))
+    if images.is_dir():  # an image without its label map would be dropped without a word
+        paired = {image_stem(case.image.name) for case in cases} | {image_stem(case.label.name) for case in cases}
+        unpaired = sorted(p.name for p in images.iterdir() if p.name.endswith(IMAGE_SUFFIXES)
+                          and re.sub(r"_\d{4}$", "", image_stem(p.name)) not in paired
+                          and image_stem(p.name) not in paired)
+        if unpaired:
+            raise MedSegError(f"{len(unpaired)} image(s) in {images} have no label map in {labels}: "
+                              f"{', '.join(unpaired[:5])}{' ...' if len(unpaired) > 5 else ''} (add their labels, or "
+                              "move them out)")
     return cases
 
 
@@ -154,6 +163,18 @@ def load_cases(paths: list[CasePaths]) -> list[TrainingCase]:
             labels = image.with_array(resample_labels(labels.array, labels, image))
         cases.append(TrainingCase(image_stem(pair.image.name), image, labels, pair.labelled))
     return cases
+
+
+def check_label_values(cases: list[TrainingCase], labels: list[LabelInfo]) -> None:
+    """Every value of every label map is a label of the dataset or 0: a value that is not (a map numbered for
+    another dataset) would train as background or crash mid-training."""
+    known = {0} | {label.value for label in labels}
+    for case in cases:
+        strange = sorted(set(np.unique(case.labels.array).tolist()) - known)
+        if strange:
+            raise MedSegError(f"{case.name}'s label map has value(s) {', '.join(map(str, strange[:8]))} that the "
+                              f"dataset's labels ({', '.join(f'{label.value} {label.name}' for label in labels[:12])}"
+                              f"{' ...' if len(labels) > 12 else ''}) do not name")
 
 
 def label_array(array: np.ndarray, path: Path) -> np.ndarray:

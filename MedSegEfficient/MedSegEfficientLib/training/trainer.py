@@ -19,7 +19,8 @@ import torch
 
 from MedSegEfficientLib.model.card import ModelCard, NetworkInfo
 from MedSegEfficientLib.model.weights import LoadedModel, build_from_card, load_model, round_to_half, save_model
-from MedSegEfficientLib.training.datasets import DatasetDescription, TrainingCase, load_cases, median_spacing, normalization_from_data
+from MedSegEfficientLib.training.datasets import (DatasetDescription, TrainingCase, check_label_values, load_cases,
+                                                 median_spacing, normalization_from_data)
 from MedSegEfficientLib.inference.gpu.devices import describe_device, select_device
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.inference.preprocessing import resample_labels, to_model_grid
@@ -54,6 +55,7 @@ def train(description: DatasetDescription, output: Path, config: TrainConfig,
                           "label them all, or its Dice would count the rest as misses")
     training_cases = load_cases(description.training)
     validation_cases = load_cases(description.validation)
+    check_label_values(training_cases + validation_cases, description.labels)
     if not validation_cases and len(training_cases) > 1:
         fully = [case for case in training_cases if case.labelled is None]
         held = min(len(fully), max(1, int(round(len(training_cases) * config.validation_fraction))))
@@ -170,6 +172,10 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
         if not losses:
             raise MedSegError("training diverged: every batch of an epoch had a non-finite loss; lower --lr")
         kept = averaged.module if averaged is not None else network  # what is validated is what is saved
+        if not all(bool(torch.isfinite(parameter).all()) for parameter in kept.parameters()):
+            raise MedSegError(f"training diverged at epoch {epoch}: the weights became NaN or infinite; lower --lr"
+                              + (f" (the model of an earlier epoch stays in {output})" if best is not None else
+                                 " (nothing was written)"))
         evaluated = round_to_half(kept) if config.half_weights else kept
         dice = validate(LoadedModel(card, evaluated), validation_cases, device, check_memory=False) \
             if validation_cases else {}
