@@ -28,6 +28,11 @@ def with_field(path: list, value) -> dict:
 
 @pytest.mark.parametrize("path, value, expected", [
     (["metrics"], [1, 2], "field 'metrics' must be an object"),
+    (["labels", 0, "name"], "liver\x1b[2J", "field 'labels[0].name' holds control or text-direction characters"),
+    (["labels", 0, "name"], "\u202erevil", "field 'labels[0].name' holds control or text-direction characters"),
+    (["name"], "model\x07", "field 'name' holds control or text-direction characters"),
+    (["orientation"], "XYZ", "field 'orientation' must be one of"),
+    (["orientation"], 7, "field 'orientation' must be one of"),
     (["training"], "yesterday", "field 'training' must be an object"),
     (["normalization", "lower"], "-1000", "field 'normalization.lower' must be a finite number"),
     (["normalization", "std"], float("nan"), "field 'normalization.std' must be a finite number"),

@@ -190,3 +190,16 @@ def test_a_nifti_is_read_as_itself_whatever_sits_beside_it(tmp_path, given, sibl
     assert read_image_info(tmp_path / given).grid_shape == (5, 6, 7)
     volume = read_image(tmp_path / given)
     assert volume.array.shape == (5, 6, 7) and int(volume.array.max()) == 3
+
+
+@pytest.mark.parametrize("geometry, message", [
+    ({"spacing": (0.0, 1.0, 1.0)}, "voxel spacing"), ({"spacing": (float("nan"), 1.0, 1.0)}, "voxel spacing"),
+    ({"spacing": (-1.0, 1.0, 1.0)}, "voxel spacing"), ({"origin": (float("inf"), 0.0, 0.0)}, "origin"),
+    ({"direction": np.zeros((3, 3))}, "direction matrix is singular"),
+    ({"direction": [[1, 0, 0], [1, 0, 0], [0, 0, 1]]}, "direction matrix is singular"),
+])
+def test_a_volume_with_an_unusable_geometry_is_one_line_from_the_python_api(geometry, message):
+    from MedSegEfficientLib.volume import Volume
+
+    with pytest.raises(InputImageError, match=message):
+        Volume(np.zeros((4, 4, 4), np.int16), **geometry)

@@ -52,8 +52,15 @@ def test_mac_counter_on_a_single_convolution():
 
 def test_shape_parsing():
     assert parse_shape("1x3x256x256") == (1, 3, 256, 256)
-    with pytest.raises(ValueError):
-        parse_shape("256x256")
+    for bad, message in (("256x256", "needs batch, channels"), ("abc", "BATCHxCHANNELS"), ("1x1x0x4x4", "each 1"),
+                         ("1x1x5000x5000x5000", "more than the")):
+        with pytest.raises(NetworkConfigError, match=message):
+            parse_shape(bad)
+
+
+def test_arguments_from_a_file_cannot_make_a_terabyte_network():
+    with pytest.raises(NetworkConfigError, match="would have .* parameters"):
+        build_network("monai_unet", 3, 1, 5, args={"channels": [100000, 100000], "strides": [2]})
 
 
 def test_registry_lists_dimensions_and_presets():

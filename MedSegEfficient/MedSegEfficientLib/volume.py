@@ -7,6 +7,7 @@ the i, j, k axes in LPS. Slicer's RAS differs by the sign of the first two rows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,18 @@ class Volume:
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        self._check_geometry()
+
+    def _check_geometry(self) -> None:
+        """One clear line for a geometry no resampling can use, instead of SimpleITK's exception later."""
+        from MedSegEfficientLib.errors import InputImageError
+
+        if len(self.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
+            raise InputImageError(f"voxel spacing {self.spacing} is not three positive finite sizes in mm")
+        if len(self.origin) != 3 or not all(math.isfinite(o) for o in self.origin):
+            raise InputImageError(f"origin {self.origin} is not three finite coordinates in mm")
+        if not np.isfinite(self.direction).all() or abs(np.linalg.det(self.direction)) < 1e-6:
+            raise InputImageError("the direction matrix is singular or not finite: its axes do not span 3D space")
 
     @property
     def channels(self) -> int:

@@ -158,6 +158,10 @@ class Segmenter:
                 if not is_out_of_memory(error):
                     if not isinstance(error, (RuntimeError, ValueError)):
                         raise
+                    if "more than 1 spatial element" in str(error) or "more than 1 value per channel" in str(error):
+                        raise MedSegError(f"model '{self.card.name}': its tile {self.card.patch_size} (model grid "
+                                          f"{tuple(grid.array.shape[1:])}) is too small for its network, whose deepest "
+                                          "level is down to one voxel: the card needs a larger patch_size") from error
                     raise MedSegError(f"model '{self.card.name}' cannot take this input (model grid "
                                       f"{tuple(grid.array.shape[1:])}): {_first_line(error)}") from error
                 self._graphed.clear()  # a kept graph's memory is the first to go

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,9 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
     dims = data.get("spatial_dims")
     if "spatial_dims" in data and dims not in (2, 3):
         problems.append("field 'spatial_dims' must be 2 or 3")
+    for key in ("name", "description"):
+        if isinstance(data.get(key), str) and not _displayable(data[key], allow_newlines=key == "description"):
+            problems.append(f"field '{key}' holds control or text-direction characters")
     channels = data.get("in_channels")
     if "in_channels" in data and (not isinstance(channels, int) or channels < 1):
         problems.append("field 'in_channels' must be a positive integer")
@@ -142,6 +146,14 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
         slice_axis=int(data.get("slice_axis", 2)), slice_fit=data.get("slice_fit", "resize"), training=dict(data.get("training", {})),
         metrics=dict(data.get("metrics", {})), format_version=version, postprocessing=cleanup, mirroring=mirroring,
     )
+
+
+def _displayable(text: str, allow_newlines: bool = False) -> bool:
+    """No control characters (ESC sequences rewrite a terminal) and no format characters (a right-to-left override
+    reverses what a name appears to say)."""
+    allowed = "\n\t" if allow_newlines else ""
+    return not any(unicodedata.category(character) in ("Cc", "Cf") and character not in allowed
+                   for character in text)
 
 
 def _parse_network(raw: Any, problems: list[str]) -> NetworkInfo | None:
@@ -174,6 +186,10 @@ def _parse_labels(raw: Any, problems: list[str]) -> list[LabelInfo]:
             continue
         if not isinstance(entry["name"], str) or not entry["name"].strip():
             problems.append(f"field '{where}.name' must be a non-empty string")
+            continue
+        if not _displayable(entry["name"]):
+            problems.append(f"field '{where}.name' holds control or text-direction characters (they would rewrite "
+                            "the terminal or the screen it is shown on)")
             continue
         color = entry.get("color", (128, 174, 128))
         if not _is_colour(color):

@@ -26,9 +26,9 @@ def is_sided(name: str, modifier: list[str] | None = None) -> bool:
 
 def left_right_axis(orientation: str) -> int | None:
     """The model grid's image axis that runs left to right, or None where the orientation is not fixed."""
-    if orientation == "none":
+    if not isinstance(orientation, str) or orientation == "none":
         return None
-    return next(axis for axis, letter in enumerate(orientation) if letter in _LEFT_RIGHT)
+    return next((axis for axis, letter in enumerate(orientation) if letter in _LEFT_RIGHT), None)
 
 
 def parse_cleanup(raw: Any, label_names: set[str], problems: list[str]) -> dict[str, LabelCleanup]:

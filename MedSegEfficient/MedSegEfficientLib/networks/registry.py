@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 import torch.nn as nn
 
 from MedSegEfficientLib.errors import NetworkConfigError
@@ -76,8 +77,37 @@ def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: 
     if spatial_dims not in spec.spatial_dims:
         raise NetworkConfigError(f"network '{name}' supports {spec.spatial_dims}D, not {spatial_dims}D")
     kwargs = resolve_arguments(name, preset, args)
+    build = lambda: spec.builder(spatial_dims=spatial_dims, in_channels=in_channels,  # noqa: E731
+                                 out_channels=out_channels, **kwargs)
     try:
-        return spec.builder(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
+        parameters = _parameters_without_allocating(build)
+        if parameters is not None and parameters > MAX_PARAMETERS:
+            raise NetworkConfigError(f"network '{name}' with {_short(kwargs)} would have {parameters:,} parameters "
+                                     f"({parameters * 4 / 2**30:,.0f} GiB), more than the {MAX_PARAMETERS:,} this "
+                                     "package builds")
+        return build()
     except (TypeError, ValueError, AssertionError) as error:
-        raise NetworkConfigError(f"network '{name}' rejected its arguments {kwargs}: {error}") from error
+        raise NetworkConfigError(f"network '{name}' rejected its arguments {_short(kwargs)}: {error}") from error
+
+
+MAX_PARAMETERS = 2 * 10**9  # 8 GiB of float32 weights: ten times the largest network this package knows
+
+
+def _parameters_without_allocating(build) -> int | None:
+    """The parameter count of the network ``build`` makes, built on the meta device (shapes, no memory), so that
+    arguments from a file (a card's ``features`` of 100000) cannot make us allocate a terabyte. None where a
+    builder cannot run on the meta device; it is then built as it is."""
+    try:
+        with torch.device("meta"):
+            network = build()
+    except (TypeError, ValueError, AssertionError):
+        raise
+    except Exception:  # noqa: BLE001 - an operation the meta device lacks: no estimate, not an error
+        return None
+    return sum(parameter.numel() for parameter in network.parameters())
+
+
+def _short(kwargs: dict[str, Any]) -> str:
+    text = repr(kwargs)
+    return text if len(text) <= 200 else text[:200] + "...}"
 
