@@ -94,3 +94,14 @@ def test_a_run_that_cannot_fit_in_ram_is_refused_before_it_starts(tmp_path, monk
     forced = Segmenter(segmenter.model, SegmentOptions(device="cpu", check_memory=False))
     assert forced.segment(image).labels.shape == (40, 48, 48)
 
+
+
+def test_a_tile_too_small_for_its_network_is_named_in_one_line(tmp_path):
+    from MedSegEfficientLib.errors import MedSegError
+    from MedSegEfficientLib.model.card import NetworkInfo
+
+    path = write_threshold_model(tmp_path / "tiny_tile.safetensors", network=NetworkInfo("monai_unet", "tiny", {}),
+                                 patch_size=[2, 2, 2], size_divisor=1)
+    image, _ = make_phantom(shape=(8, 8, 8))
+    with pytest.raises(MedSegError, match=r"tile \[2, 2, 2\] .* is too small for its network"):
+        Segmenter(load_model(path), SegmentOptions(device="cpu")).segment(image)
