@@ -43,3 +43,26 @@ def test_a_failed_import_leaves_the_existing_output_as_it_was(tmp_path, capsys, 
     assert code == 2 and "invalid model card" in err and "patch_size" in err, err
     assert sha256_of(output) == before  # the model that was there still loads
     assert sorted(path.name for path in tmp_path.iterdir()) == ["tm.safetensors", "tmunet.pth"]  # no leftovers
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "{data}", "-o", "{data}/dataset.json"],
+    ["train", "--pairs", "{image}:{label}", "-o", "{label}"],
+    ["fit", "{image}", "-o", "{image}"],
+    ["distill", "--data", "{data}", "-o", "{data}/dataset.json"],
+    ["tune", "{image}", "--data", "{data}", "-o", "{image}"],
+    ["bench", "--networks", "monai_unet", "--image", "{image}", "--json", "{image}"],
+])
+def test_no_command_writes_over_one_of_its_inputs(tmp_path, capsys, command):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text('{"labels": {"background": 0, "a": 1}}')
+    image, label = tmp_path / "image.nii.gz", tmp_path / "label.nii.gz"
+    image.write_bytes(b"image bytes")
+    label.write_bytes(b"label bytes")
+    before = {path: path.read_bytes() for path in (data / "dataset.json", image, label)}
+    argv = [part.format(data=data, image=image, label=label) for part in command]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "is the input" in error or "inside the input folder" in error, error
+    assert {path: path.read_bytes() for path in before} == before

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from MedSegEfficientLib import __version__
 from MedSegEfficientLib.cli.arguments import add_commands
+from MedSegEfficientLib.cli.output_guard import refuse_outputs_that_are_inputs
 from MedSegEfficientLib.errors import Cancelled, MedSegError
 
 EXIT_INTERNAL = 1
@@ -30,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What the cards record as the command that made a model: the words given, however main was called.
     args.command_line = "medseg " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
+        refuse_outputs_that_are_inputs(args)
         command = importlib.import_module(f"MedSegEfficientLib.cli.{args.module}")
         return int(getattr(command, args.handler)(args) or 0)
     except Cancelled as error:

@@ -1,0 +1,50 @@
+"""An input is never an output, for every ``medseg`` command that writes a file: checked once, from the parsed
+arguments, before a command runs. A file given as an input (image, model, card, checkpoint, prepared run, label
+map, a pair's either side) is never written; inside a folder given as an input (a dataset, a DICOM series, a
+trained-model folder) no existing file is replaced, though a new one may be written there."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from MedSegEfficientLib.errors import OutputError
+from MedSegEfficientLib.files import resolved
+
+# Arguments that name something a command reads, and those that name what it writes.
+INPUT_ARGUMENTS = ("input", "inputs", "data", "source", "card", "init", "prepared", "model", "image", "reference",
+                   "teacher", "label_map", "pairs", "student")
+OUTPUT_ARGUMENTS = ("output", "json", "overlay")
+
+
+def refuse_outputs_that_are_inputs(args: argparse.Namespace) -> None:
+    if getattr(args, "command", None) == "batch":
+        return  # an output folder, which may be the input folder: batch/cases.py keeps its inputs apart
+    outputs = [Path(value) for name in OUTPUT_ARGUMENTS if isinstance(value := getattr(args, name, None), str)]
+    if not outputs:
+        return
+    for given in _input_paths(args):
+        source = resolved(given)
+        for output in outputs:
+            target = resolved(output)
+            if target == source:
+                raise OutputError(f"{output} is the input {given}: choose another output name")
+            if source.is_dir() and source in target.parents and target.exists():
+                raise OutputError(f"{output} would replace a file inside the input folder {given}: "
+                                  "choose another output name")
+
+
+def _input_paths(args: argparse.Namespace) -> list[Path]:
+    paths: list[Path] = []
+    for name in INPUT_ARGUMENTS:
+        value = getattr(args, name, None)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if not isinstance(item, str) or not item:
+                continue
+            parts = item.rsplit(":", 1) if name == "pairs" else [item]  # IMAGE:LABEL
+            paths += [Path(part) for part in parts if part and Path(part).exists()]
+    return paths
+
+
+__all__ = ["refuse_outputs_that_are_inputs"]
