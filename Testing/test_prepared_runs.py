@@ -3,6 +3,8 @@ one, or would need more memory than there is, is refused before anything big is 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -100,6 +102,21 @@ def test_a_file_that_is_not_a_prepared_run_is_refused(tmp_path, capsys):
         assert main(["fit", str(path), "-o", str(tmp_path / "m.safetensors")]) != 0
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("meta", [[1, 2], None, {"card": []}, {"item_names": 3}, {"config": "fast"},
+                                  {"validation_names": [None]}, {"config": {"spacing": [float("inf")] * 3}}])
+def test_a_prepared_file_with_broken_metadata_is_one_line(prepared_file, tmp_path, capsys, meta):
+    with np.load(prepared_file, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    real = json.loads(bytes(arrays["meta.json"]).decode())
+    broken = {**real, **meta} if isinstance(meta, dict) else meta  # one field replaced, or not an object at all
+    arrays["meta.json"] = np.frombuffer(json.dumps(broken).encode(), np.uint8)
+    damaged = tmp_path / "damaged.npz"
+    np.savez(damaged, **arrays)
+    code = main(["fit", str(damaged), "-o", str(tmp_path / "m.safetensors")])
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1 and "internal error" not in error, error
 
 
 def test_a_file_that_needs_more_memory_than_there_is_is_refused_before_reading(prepared_file, monkeypatch):

@@ -90,6 +90,10 @@ def load_prepared(path: Path) -> PreparedRun:
             meta = json.loads(bytes(data["meta.json"]).decode())
             if meta.get("format") != FORMAT:
                 raise MedSegError(f"{path.name} is not a prepared training file ({FORMAT})")
+            for key in ("item_names", "validation_names"):
+                if not isinstance(meta[key], list) or not all(isinstance(name, str) for name in meta[key]):
+                    raise MedSegError(f"{path.name} is not a readable prepared training file: '{key}' is not a list "
+                                      "of names")
             card = ModelCard.from_dict(meta["card"])
             items = []
             for index in range(len(meta["item_names"])):
@@ -105,10 +109,13 @@ def load_prepared(path: Path) -> PreparedRun:
                 geometry = data[f"validation{index}.geometry"]
                 image = _volume(data[f"validation{index}.image"], geometry)
                 validation.append(TrainingCase(name, image, image.with_array(data[f"validation{index}.labels"])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-        raise MedSegError(f"{path.name} is not a readable prepared training file: {error}") from None
-    known = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{key: value for key, value in meta["config"].items() if key in known})
+        known = {f.name for f in fields(TrainConfig)}
+        config = TrainConfig(**{key: value for key, value in meta["config"].items() if key in known})
+        config.check()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, zipfile.BadZipFile) as error:
+        # json.JSONDecodeError is a ValueError; a list where an object belongs is a TypeError or AttributeError
+        raise MedSegError(f"{path.name} is not a readable prepared training file: {type(error).__name__}: "
+                          f"{str(error)[:200]}") from None
     return PreparedRun(card, items, list(meta["item_names"]), validation, config, meta.get("provenance", {}))
 
 
