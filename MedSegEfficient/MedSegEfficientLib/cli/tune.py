@@ -25,8 +25,6 @@ NOTE = ("chosen on these validation scans and scored on them: with few scans the
 def run(args: argparse.Namespace) -> int:
     source = resolve_model_path(args.model)
     output = Path(args.output)
-    if output.resolve() == source.resolve():
-        raise MedSegError("the tuned model must go to a new file (-o), never over the model it starts from")
     check_writable(output)
     dataset = describe_folder(Path(args.data), need_training=False)
     if not dataset.validation:

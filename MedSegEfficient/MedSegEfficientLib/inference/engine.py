@@ -25,6 +25,7 @@ from MedSegEfficientLib.inference.gpu.label_download import HostLabels
 from MedSegEfficientLib.inference.preflight import free_memory, require_ram
 from MedSegEfficientLib.inference.cleanup import clean_labels
 from MedSegEfficientLib.inference.mirroring import tensor_dims, with_mirroring
+from MedSegEfficientLib.inference.score_resampling import labels_from_resampled_scores
 from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
                                                         to_model_grid)
 from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
@@ -117,7 +118,8 @@ class Segmenter:
                 labels = self._infer_with_fallback(grid, tracker, report, cancel is not None)
             with _timed(report, "postprocessing"):
                 tracker.stage("postprocessing", 0.0)
-                labels = labels_on_input_grid(labels, grid, volume)
+                if not self._scores_resampled(grid):  # else the labels are on the input grid already
+                    labels = labels_on_input_grid(labels, grid, volume)
             if self.card.postprocessing:  # its own figure: what the card's clean-up costs
                 with _timed(report, "cleanup"):
                     labels = clean_labels(labels, volume.spacing, self.card)
@@ -217,11 +219,21 @@ class Segmenter:
         return torch.cat(parts).movedim(1, 0).movedim(1, axis), grid.geometry  # (n, K, H, W) to (K, k, j, i)
 
     def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+        """Labels of the input grid where the scores are resampled to it (``_scores_resampled``), else of the
+        model grid."""
         graphed = self._graphs_wanted(grid, batch) and self.card.patch_size is not None
         forward = self._graphed_forward(("3d", batch, tuple(self.card.patch_size))) if graphed else self.model.network
         logits = self._volume_scores(grid, batch, tracker, forward)
         self._note_graph(forward)
+        if self._scores_resampled(grid):
+            tracker.stage("postprocessing", 0.0)
+            return labels_from_resampled_scores(logits[0], grid.mapping, self._label_dtype())
         return self._argmax_labels(logits[0])
+
+    def _scores_resampled(self, grid: ModelGrid) -> bool:
+        """3D models bring their class scores to the input grid and take the argmax there (score_resampling.py);
+        2D models, whose scores exist a batch of slices at a time, bring labels back by nearest neighbour."""
+        return self.card.spatial_dims == 3 and grid.mapping is not None
 
     def _volume_scores(self, grid: ModelGrid, batch: int, tracker: "_Tracker",
                        forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:

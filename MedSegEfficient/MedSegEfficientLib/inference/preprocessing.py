@@ -1,8 +1,9 @@
 """From the input grid to the model's grid and back: orientation, spacing, intensity normalisation.
 
 On the CPU, resampling uses SimpleITK (multi-threaded, geometry-aware); on CUDA the grid is made on the GPU with
-torch (torch_preprocessing.py), the volume sent once in its own voxel type. Labels return to the input grid by
-nearest neighbour after the argmax, never as per-class probabilities (that is what makes other pipelines slow).
+torch (torch_preprocessing.py), the volume sent once in its own voxel type. Both paths give the grid's
+``AxisMapping``: a 3D model's class scores go back to the input grid by it, slab by slab, and the argmax is taken
+there (score_resampling.py); a 2D model's labels go back by nearest neighbour.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from MedSegEfficientLib.errors import InputImageError
 from MedSegEfficientLib.inference.torch_preprocessing import (AxisMapping, labels_to_input_grid, model_grid_tensor,
-                                                              target_spacing)
+                                                              plan, target_spacing)
 from MedSegEfficientLib.model.card import ModelCard, Normalization
 from MedSegEfficientLib.volume import Volume, from_sitk, to_sitk
 
@@ -25,7 +26,7 @@ class ModelGrid:
 
     array: np.ndarray | torch.Tensor  # (C, k, j, i); a tensor on the run's device when made by torch
     geometry: Volume  # geometry of the model grid (its array is a placeholder of the grid shape)
-    mapping: AxisMapping | None = None  # set by the torch path: how labels go back by index arithmetic
+    mapping: AxisMapping | None = None  # how scores or labels go back to the input grid by index arithmetic
 
 
 def segmentable(volume: Volume) -> Volume:
@@ -81,8 +82,18 @@ def to_model_grid(volume: Volume, card: ModelCard, device: torch.device | None =
     array = array[np.newaxis] if array.ndim == 3 else np.moveaxis(array, -1, 0)
     array = normalize(array, card.normalization)
     # The geometry carries a zero-cost placeholder of the grid's shape, not a second copy of the voxels.
-    placeholder = np.broadcast_to(np.uint8(0), resampled.grid_shape)
-    return ModelGrid(np.ascontiguousarray(array), resampled.with_array(placeholder))
+    geometry = resampled.with_array(np.broadcast_to(np.uint8(0), resampled.grid_shape))
+    return ModelGrid(np.ascontiguousarray(array), geometry, _mapping_of(volume, card, geometry))
+
+
+def _mapping_of(volume: Volume, card: ModelCard, geometry: Volume) -> AxisMapping | None:
+    """The grid SimpleITK made, as index arithmetic (the torch path's plan); None where the two would differ
+    (an oblique image whose axes ITK pairs otherwise): labels then go back through SimpleITK."""
+    try:
+        mapping, planned = plan(volume, card)
+    except ValueError:
+        return None
+    return mapping if planned.same_grid(geometry, 1e-3) else None
 
 
 IMAGENET_MEAN_STD = ((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))
