@@ -68,7 +68,7 @@ def test_slabs_change_nothing_and_logits_may_be_interpolated_as_nnunet_does():
     rng = np.random.default_rng(3)
     scores = torch.from_numpy(rng.normal(size=(4, *mapping.model_shape[::-1])).astype(np.float32))
     whole = labels_from_resampled_scores(scores, mapping, np.uint8)
-    sliced = labels_from_resampled_scores(scores, mapping, np.uint8, slab_bytes=1)  # one slice at a time
+    sliced = labels_from_resampled_scores(scores, mapping, np.uint8, chunk_bytes=50_000, slab_voxels=1)  # a slice, 195 voxels
     assert np.array_equal(whole, sliced)
     logits = labels_from_resampled_scores(scores, mapping, np.uint8, probabilities=False)
     assert logits.shape == whole.shape and 0.5 < (logits == whole).mean() < 1.0  # close, and not the same rule

@@ -63,6 +63,10 @@ class SegmentOptions:
     # Make the model grid with torch on the run's device (torch_preprocessing.py): None (default) on CUDA, where
     # the host stages were most of a run's time (the GPU-run issue); True also elsewhere; False never.
     device_preprocessing: bool | None = None
+    # 3D models: class probabilities resampled to the input grid and the argmax taken there (score_resampling.py),
+    # smooth borders; False: the argmax on the model grid, labels brought back by nearest neighbour (model voxels
+    # as steps; docs/benchmarks.md says what each costs).
+    smooth_labels: bool = True
 
     def tile_overlap(self) -> float:
         if self.overlap is not None:
@@ -233,7 +237,7 @@ class Segmenter:
     def _scores_resampled(self, grid: ModelGrid) -> bool:
         """3D models bring their class scores to the input grid and take the argmax there (score_resampling.py);
         2D models, whose scores exist a batch of slices at a time, bring labels back by nearest neighbour."""
-        return self.card.spatial_dims == 3 and grid.mapping is not None
+        return self.options.smooth_labels and self.card.spatial_dims == 3 and grid.mapping is not None
 
     def _volume_scores(self, grid: ModelGrid, batch: int, tracker: "_Tracker",
                        forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:

@@ -3,10 +3,12 @@ the argmax on the model grid brought back by nearest neighbour, which draws a 3 
 in a 0.8 mm CT's segmentation.
 
 The model grid is the input reoriented (a permutation and flips of its axes) and rescaled along each axis
-(``torch_preprocessing.AxisMapping``), so linear interpolation of the scores is separable: along each axis, two
-neighbouring model slices weighted by the distance. It runs slab by slab of the input's slices, on the scores'
-device, with a slab's scores in float32 never over ``SLAB_BYTES``; the whole score volume is never copied, and
-only the labels of a slab come back to the host. An input voxel past the model grid's edge takes the edge's scores.
+(``torch_preprocessing.AxisMapping``), so every input voxel lies in one cell of 2x2x2 model voxels and its scores
+are the trilinear blend of those eight. Where all eight have the same argmax, so has any blend with non-negative
+weights (of probabilities or of logits alike): the cell's label is the answer, without touching the scores. Only
+the voxels in cells that straddle a boundary, a few percent of a CT, get their eight corners' scores gathered and
+blended. It runs slab by slab of the input's slices on the scores' device, never holding more than ``CHUNK_BYTES``
+of gathered scores; an input voxel past the model grid's edge takes the edge's scores.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 
 from MedSegEfficientLib.inference.torch_preprocessing import AxisMapping
 
-SLAB_BYTES = 256 * 2**20  # a slab's interpolated scores in float32 (and as much again in temporaries)
+CHUNK_BYTES = 128 * 2**20  # gathered corner scores in float32, per chunk of boundary voxels
+SLAB_VOXELS = 2**24  # input voxels per slab: its labels and cell flags on the device
 
 
 def is_identity(mapping: AxisMapping) -> bool:
@@ -25,68 +28,112 @@ def is_identity(mapping: AxisMapping) -> bool:
 
 
 def labels_from_resampled_scores(scores: torch.Tensor, mapping: AxisMapping, dtype: np.dtype,
-                                 probabilities: bool = True, slab_bytes: int = SLAB_BYTES) -> np.ndarray:
+                                 probabilities: bool = True, chunk_bytes: int = CHUNK_BYTES,
+                                 slab_voxels: int = SLAB_VOXELS) -> np.ndarray:
     """``scores`` (K, k, j, i) on the model grid -> labels (k, j, i) of the input grid, of ``dtype``.
 
-    ``probabilities``: interpolate the softmax of the scores (a boundary falls halfway between a voxel of one class
-    and one of the other, whatever the scale of the network's logits); False: the logits themselves, as nnU-Net's
+    ``probabilities``: blend the softmax of the scores (a boundary falls halfway between a voxel of one class and
+    one of the other, whatever the scale of the network's logits); False: the logits themselves, as nnU-Net's
     export does (a class whose logits fall steeply loses ground at its edges)."""
     label_dtype = torch.uint8 if np.dtype(dtype) == np.uint8 else torch.int32
+    model_labels = _argmax(scores, label_dtype)
     if is_identity(mapping):
-        return _argmax_slabs(scores, label_dtype, slab_bytes).astype(dtype, copy=False)
-    classes = scores.shape[0]
+        return model_labels.cpu().numpy().astype(dtype, copy=False)
+    uniform = _uniform_cells(model_labels)
+    model_axis = {mapping.order[t]: t for t in range(3)}  # input image axis -> the model axis it became
     x_count, y_count, z_count = mapping.input_shape
-    slab = max(1, slab_bytes // max(1, classes * x_count * y_count * 4))
-    # The model axis t that comes from input image axis a: the score dim it is on (dim 0 holds the classes).
-    model_axis = {mapping.order[t]: t for t in range(3)}
+    slab = max(1, slab_voxels // max(1, x_count * y_count))
     result = np.empty((z_count, y_count, x_count), dtype=dtype)
+    in_plane = {axis: _cell_of(np.arange(mapping.input_shape[axis]), model_axis[axis], mapping, scores.device)
+                for axis in (0, 1)}
     for start in range(0, z_count, slab):
         stop = min(start + slab, z_count)
-        part = scores
-        # The input's slice axis first (it cuts the slab out), then the two in-plane axes.
-        for step, (axis, indices) in enumerate(((2, np.arange(start, stop)), (1, np.arange(y_count)),
-                                                (0, np.arange(x_count)))):
-            t = model_axis[axis]
-            part = _interpolate(part, 3 - t, _positions(indices, t, mapping), mapping.model_shape[t],
-                                softmax=probabilities and step == 0)
-        # Dim 3 - t holds input image axis order[t]; the input's array is (z, y, x): dims in that order.
-        part = part.permute(0, *(3 - model_axis[axis] for axis in (2, 1, 0)))
-        result[start:stop] = part.argmax(0).to(label_dtype).cpu().numpy()
-        del part
+        cells = {**in_plane, 2: _cell_of(np.arange(start, stop), model_axis[2], mapping, scores.device)}
+        # Per model array dim d (model axis t = 2 - d): the cell of each input index along the input axis it holds.
+        by_dim = [cells[mapping.order[2 - dim]] for dim in range(3)]
+        labels = _gather3(model_labels, [cell.lower for cell in by_dim])
+        straddling = ~_gather3(uniform, [cell.lower for cell in by_dim])
+        if bool(straddling.any()):
+            where = straddling.nonzero()
+            labels[straddling] = _blended_argmax(scores, by_dim, where, probabilities, chunk_bytes).to(label_dtype)
+        # Model array dim d holds input image axis order[2 - d]; the input's array is (z, y, x).
+        order = [2 - model_axis[axis] for axis in (2, 1, 0)]
+        result[start:stop] = labels.permute(*order).cpu().numpy()
     return result
 
 
-def _positions(indices: np.ndarray, t: int, mapping: AxisMapping) -> np.ndarray:
-    """Where input voxels ``indices`` (along input axis ``order[t]``) fall on model axis ``t``, in model voxels."""
+class _Cells:
+    """Along one model axis, for a run of input indices: the lower and upper model voxel and the upper's weight."""
+
+    def __init__(self, lower: torch.Tensor, upper: torch.Tensor, weight: torch.Tensor) -> None:
+        self.lower, self.upper, self.weight = lower, upper, weight
+
+
+def _cell_of(indices: np.ndarray, t: int, mapping: AxisMapping, device: torch.device) -> _Cells:
     count = mapping.input_shape[mapping.order[t]]
+    length = mapping.model_shape[t]
     reoriented = (count - 1 - indices) if mapping.flipped[t] else indices
-    return reoriented * mapping.scale[t]
-
-
-def _interpolate(scores: torch.Tensor, dim: int, positions: np.ndarray, length: int,
-                 softmax: bool = False) -> torch.Tensor:
-    """Linear interpolation of ``scores`` along ``dim`` at ``positions``, clamped to the grid (edge replicated);
-    the result in float32. ``softmax``: of the scores' softmax over the classes (dim 0), taken on the two
-    neighbours only (the softmax of every voxel commutes with picking voxels)."""
-    positions = np.clip(positions, 0, length - 1)
+    positions = np.clip(reoriented * mapping.scale[t], 0, length - 1)
     lower = np.floor(positions).astype(np.int64)
     upper = np.minimum(lower + 1, length - 1)
-    weight = torch.from_numpy((positions - lower).astype(np.float32)).to(scores.device)
-    shape = [1] * scores.ndim
-    shape[dim] = len(positions)
-    weight = weight.view(shape)
-    low = scores.index_select(dim, torch.from_numpy(lower).to(scores.device)).float()
-    high = scores.index_select(dim, torch.from_numpy(upper).to(scores.device)).float()
-    if softmax:
-        low, high = low.softmax(0), high.softmax(0)
-    return low.lerp_(high, weight)
+    return _Cells(torch.from_numpy(lower).to(device), torch.from_numpy(upper).to(device),
+                  torch.from_numpy((positions - lower).astype(np.float32)).to(device))
 
 
-def _argmax_slabs(scores: torch.Tensor, label_dtype: torch.dtype, slab_bytes: int) -> np.ndarray:
-    classes, depth = scores.shape[0], scores.shape[1]
-    slab = max(1, slab_bytes // max(1, classes * scores[0, 0].numel() * 4))
-    return np.concatenate([scores[:, start:start + slab].argmax(0).to(label_dtype).cpu().numpy()
-                           for start in range(0, depth, slab)])
+def _gather3(volume: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:
+    """``volume`` (k, j, i) at the outer product of three index runs."""
+    return volume.index_select(0, indices[0]).index_select(1, indices[1]).index_select(2, indices[2])
 
 
-__all__ = ["SLAB_BYTES", "is_identity", "labels_from_resampled_scores"]
+def _argmax(scores: torch.Tensor, label_dtype: torch.dtype) -> torch.Tensor:
+    """The model grid's labels, slab by slab (argmax's int64 result never covers the volume)."""
+    labels = torch.empty(scores.shape[1:], dtype=label_dtype, device=scores.device)
+    step = max(1, SLAB_VOXELS // max(1, scores[0, 0].numel()))
+    for start in range(0, scores.shape[1], step):
+        labels[start:start + step] = scores[:, start:start + step].argmax(0).to(label_dtype)
+    return labels
+
+
+def _uniform_cells(labels: torch.Tensor) -> torch.Tensor:
+    """True at each model voxel whose cell (it and its upper neighbours, the edge repeated) has one label."""
+    padded = torch.cat([labels, labels[-1:]], 0)
+    padded = torch.cat([padded, padded[:, -1:]], 1)
+    padded = torch.cat([padded, padded[:, :, -1:]], 2)
+    k, j, i = labels.shape
+    uniform = torch.ones(labels.shape, dtype=torch.bool, device=labels.device)
+    for dk in (0, 1):
+        for dj in (0, 1):
+            for di in (0, 1):
+                if dk or dj or di:
+                    uniform &= padded[dk:dk + k, dj:dj + j, di:di + i] == labels
+    return uniform
+
+
+def _blended_argmax(scores: torch.Tensor, by_dim: list[_Cells], where: torch.Tensor, probabilities: bool,
+                    chunk_bytes: int) -> torch.Tensor:
+    """The argmax of the trilinear blend of the eight corner scores, for the slab voxels at ``where`` (n, 3)."""
+    classes = scores.shape[0]
+    flat = scores.reshape(classes, -1)
+    strides = (scores.shape[2] * scores.shape[3], scores.shape[3], 1)
+    chunk = max(1, chunk_bytes // (classes * 8 * 4 * 2))
+    answers = []
+    for start in range(0, where.shape[0], chunk):
+        position = where[start:start + chunk]
+        blended = None
+        for corner in range(8):
+            offset = torch.zeros(position.shape[0], dtype=torch.int64, device=scores.device)
+            weight = torch.ones(position.shape[0], dtype=torch.float32, device=scores.device)
+            for dim in range(3):
+                cells, index = by_dim[dim], position[:, dim]
+                high = (corner >> dim) & 1
+                offset += (cells.upper if high else cells.lower)[index] * strides[dim]
+                weight *= cells.weight[index] if high else 1 - cells.weight[index]
+            values = flat[:, offset].float()
+            if probabilities:
+                values = values.softmax(0)
+            blended = values * weight if blended is None else blended.addcmul_(values, weight.expand_as(values))
+        answers.append(blended.argmax(0))
+    return torch.cat(answers)
+
+
+__all__ = ["CHUNK_BYTES", "is_identity", "labels_from_resampled_scores"]
