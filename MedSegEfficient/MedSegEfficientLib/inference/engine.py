@@ -25,9 +25,9 @@ from MedSegEfficientLib.inference.gpu.label_download import HostLabels
 from MedSegEfficientLib.inference.preflight import free_memory, require_ram
 from MedSegEfficientLib.inference.cleanup import clean_labels
 from MedSegEfficientLib.inference.mirroring import tensor_dims, with_mirroring
-from MedSegEfficientLib.inference.score_resampling import labels_from_resampled_scores
 from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
                                                         to_model_grid)
+from MedSegEfficientLib.inference.score_resampling import ScoresToResample
 from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
 from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
 from MedSegEfficientLib.inference.run_report import RunReport, SegmentationResult
@@ -122,7 +122,9 @@ class Segmenter:
                 labels = self._infer_with_fallback(grid, tracker, report, cancel is not None)
             with _timed(report, "postprocessing"):
                 tracker.stage("postprocessing", 0.0)
-                if not self._scores_resampled(grid):  # else the labels are on the input grid already
+                if isinstance(labels, ScoresToResample):
+                    labels = labels.labels()
+                else:
                     labels = labels_on_input_grid(labels, grid, volume)
             if self.card.postprocessing:  # its own figure: what the card's clean-up costs
                 with _timed(report, "cleanup"):
@@ -143,7 +145,7 @@ class Segmenter:
             report.notices.append(f"the next run tries {self.device.type} again")
 
     def _infer_with_fallback(self, grid: ModelGrid, tracker: "_Tracker", report: RunReport,
-                             cancellable: bool = False) -> np.ndarray:
+                             cancellable: bool = False) -> np.ndarray | ScoresToResample:
         batch = self.options.batch_size or _default_batch(self.card.spatial_dims, self.device, cancellable)
         self._graph_notice = ""  # this run's, not an earlier one's
         while True:
@@ -185,7 +187,7 @@ class Segmenter:
                     raise MedSegError("out of memory on the CPU: use fast mode, a region of interest, "
                                       "or a machine with more memory") from None
 
-    def _infer(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
+    def _infer(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray | ScoresToResample:
         # The autocast weight cache cannot live across a CUDA graph capture (PyTorch's CUDA graphs notes).
         autocast = torch.autocast("cuda", dtype=torch.float16, cache_enabled=not self._graphs_wanted(grid, batch),
                                   enabled=self.device.type == "cuda" and self.options.mixed_precision)
@@ -222,16 +224,14 @@ class Segmenter:
                      for _, slices in slice_batches(grid.array, axis, batch, self.device)]
         return torch.cat(parts).movedim(1, 0).movedim(1, axis), grid.geometry  # (n, K, H, W) to (K, k, j, i)
 
-    def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray:
-        """Labels of the input grid where the scores are resampled to it (``_scores_resampled``), else of the
-        model grid."""
+    def _infer_volume(self, grid: ModelGrid, batch: int, tracker: "_Tracker") -> np.ndarray | ScoresToResample:
+        """The scores, to go to the input grid (``_scores_resampled``), or the model grid's labels."""
         graphed = self._graphs_wanted(grid, batch) and self.card.patch_size is not None
         forward = self._graphed_forward(("3d", batch, tuple(self.card.patch_size))) if graphed else self.model.network
         logits = self._volume_scores(grid, batch, tracker, forward)
         self._note_graph(forward)
         if self._scores_resampled(grid):
-            tracker.stage("postprocessing", 0.0)
-            return labels_from_resampled_scores(logits[0], grid.mapping, self._label_dtype())
+            return ScoresToResample(logits[0], grid.mapping, self._label_dtype())
         return self._argmax_labels(logits[0])
 
     def _scores_resampled(self, grid: ModelGrid) -> bool:

@@ -13,6 +13,8 @@ of gathered scores; an input voxel past the model grid's edge takes the edge's s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -20,6 +22,20 @@ from MedSegEfficientLib.inference.torch_preprocessing import AxisMapping
 
 CHUNK_BYTES = 128 * 2**20  # gathered corner scores in float32, per chunk of boundary voxels
 SLAB_VOXELS = 2**24  # input voxels per slab: its labels and cell flags on the device
+
+
+@dataclass
+class ScoresToResample:
+    """A 3D run's class scores on the model grid, waiting to become the input grid's labels (the engine times
+    that as postprocessing)."""
+
+    scores: torch.Tensor  # (K, k, j, i)
+    mapping: AxisMapping
+    dtype: np.dtype
+    probabilities: bool = True
+
+    def labels(self) -> np.ndarray:
+        return labels_from_resampled_scores(self.scores, self.mapping, self.dtype, self.probabilities)
 
 
 def is_identity(mapping: AxisMapping) -> bool:
@@ -136,4 +152,4 @@ def _blended_argmax(scores: torch.Tensor, by_dim: list[_Cells], where: torch.Ten
     return torch.cat(answers)
 
 
-__all__ = ["CHUNK_BYTES", "is_identity", "labels_from_resampled_scores"]
+__all__ = ["CHUNK_BYTES", "ScoresToResample", "is_identity", "labels_from_resampled_scores"]
