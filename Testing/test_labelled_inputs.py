@@ -119,7 +119,7 @@ def test_evaluate_takes_a_dicom_folder(samples, capsys):
 @pytest.mark.parametrize("options, expected", [
     (["--patch-size", "0", "0", "0"], "--patch-size needs 3 positive sizes"),
     (["--patch-size", "32", "32"], "--patch-size needs 3 positive sizes"),
-    (["--spacing", "-1", "1", "1"], "--spacing needs 3 positive values"),
+    (["--spacing", "-1", "1", "1"], "--spacing needs 3 values in mm above 0"),
     (["--epochs", "0"], "--epochs must be 1 or more"),
     (["--batch-size", "0"], "--batch-size must be 1 or more"),
 ])

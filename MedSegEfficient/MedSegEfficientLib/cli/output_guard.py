@@ -14,23 +14,22 @@ from MedSegEfficientLib.files import resolved
 # Arguments that name something a command reads, and those that name what it writes.
 INPUT_ARGUMENTS = ("input", "inputs", "data", "source", "card", "init", "prepared", "model", "image", "reference",
                    "teacher", "label_map", "pairs", "student")
-OUTPUT_ARGUMENTS = ("output", "json", "overlay")
+OUTPUT_ARGUMENTS = {"output": "-o", "json": "--json", "overlay": "--overlay"}  # argument -> its option
 
 
 def refuse_outputs_that_are_inputs(args: argparse.Namespace) -> None:
     if getattr(args, "command", None) == "batch":
         return  # an output folder, which may be the input folder: batch/cases.py keeps its inputs apart
-    outputs = [Path(value) for name in OUTPUT_ARGUMENTS if isinstance(value := getattr(args, name, None), str)]
-    if not outputs:
-        return
+    outputs = {option: Path(value) for name, option in OUTPUT_ARGUMENTS.items()
+               if isinstance(value := getattr(args, name, None), str)}
     for given in _input_paths(args):
         source = resolved(given)
-        for output in outputs:
+        for option, output in outputs.items():
             target = resolved(output)
             if target == source:
-                raise OutputError(f"{output} is the input {given}: choose another output name")
+                raise OutputError(f"{option} {output} is the input {given}: choose another output name")
             if source.is_dir() and source in target.parents and target.exists():
-                raise OutputError(f"{output} would replace a file inside the input folder {given}: "
+                raise OutputError(f"{option} {output} would replace a file inside the input folder {given}: "
                                   "choose another output name")
 
 
