@@ -130,6 +130,8 @@ def _blended_argmax(scores: torch.Tensor, by_dim: list[_Cells], where: torch.Ten
     """The argmax of the trilinear blend of the eight corner scores, for the slab voxels at ``where`` (n, 3)."""
     classes = scores.shape[0]
     flat = scores.reshape(classes, -1)
+    if probabilities and flat.numel() * 4 <= chunk_bytes:  # small enough: the softmax once, not per corner
+        flat, probabilities = flat.float().softmax(0), False
     strides = (scores.shape[2] * scores.shape[3], scores.shape[3], 1)
     chunk = max(1, chunk_bytes // (classes * 8 * 4 * 2))
     answers = []
