@@ -1,5 +1,5 @@
 """The CUDA graph wrapper's eager paths, which are all that a CPU can run (the graph path is checked on the GPU
-by benchmarks/cuda_graph_check.py, figures in docs/benchmarks.md)."""
+by benchmarks/cuda_graph_check.py, figures in experiments/benchmarks-log.md)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ line each, never a traceback or a silent zero."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import zipfile
 
@@ -166,3 +167,10 @@ def test_import_refuses_a_zip_bomb_before_inflating_it(capsys, tmp_path):
 def test_a_missing_gpu_is_not_blamed_on_the_file(tmp_path):
     with pytest.raises(MedSegError, match="device 'cuda' is not available here"):
         load_model(write_threshold_model(tmp_path / "ok.safetensors"), device="cuda")
+
+
+def test_a_label_merge_file_is_a_label_map():
+    from MedSegEfficientLib.cli.evaluate import _parse_label_map
+
+    merged = _parse_label_map(str(Path(__file__).resolve().parents[1] / "training" / "demo_labels.json"))
+    assert merged["liver"] == (5,) and len(merged["vertebrae"]) > 5  # the README's worked example uses this file

@@ -1,5 +1,5 @@
-"""The GPU run files under training/ (``OUTPUT_NAME PREPARED_FILE [medseg fit options]``, one fit per line, read by
-training/gpu_fit_runs.sh): every line is one that ``medseg fit`` takes, so that a typo shows here and not after a
+"""The GPU run files under experiments/training/ (``OUTPUT_NAME PREPARED_FILE [medseg fit options]``, one fit per line, read by
+experiments/training/gpu_fit_runs.sh): every line is one that ``medseg fit`` takes, so that a typo shows here and not after a
 GPU machine has started. The options are split as the shell splits them, since the script hands them to ``eval``."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from MedSegEfficientLib.cli.main import build_parser
 from MedSegEfficientLib.networks.registry import build_network, get_network_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS_FILES = sorted((ROOT / "training").glob("*.runs"))
+RUNS_FILES = sorted((ROOT / "experiments" / "training").glob("*.runs"))
 
 
 def run_lines(text: str) -> list[str]:
@@ -48,7 +48,7 @@ def problems_of(line: str) -> list[str]:
 
 
 def test_there_are_run_files_to_check():
-    assert RUNS_FILES, "training/*.runs not found"
+    assert RUNS_FILES, "experiments/training/*.runs not found"
 
 
 @pytest.mark.parametrize("runs_file", RUNS_FILES, ids=lambda path: path.name)

@@ -1,6 +1,6 @@
-"""Markdown tables from the benchmark JSON files, for docs/benchmarks.md.
+"""Markdown tables from the benchmark JSON files, for experiments/benchmarks-log.md.
 
-    python benchmarks/report.py docs/figures > docs/benchmark-tables.md
+    python benchmarks/report.py experiments/results > experiments/benchmark-tables.md
 """
 
 from __future__ import annotations
@@ -60,4 +60,4 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/figures"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/results"))

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# CPU figures recorded in docs/benchmarks.md: the clinical-size CT end to end with the demo model, and the
+# CPU figures recorded in experiments/benchmarks-log.md: the clinical-size CT end to end with the demo model, and the
 # networks side by side through the same engine on a CI-sized synthetic volume.
 #   bash benchmarks/run_cpu.sh [OUT_FOLDER]     (run from the repository root with the venv's python first in PATH)
 set -euo pipefail
-out=${1:-docs/figures}
+out=${1:-experiments/results}
 mkdir -p "$out"
 python benchmarks/make_clinical_ct.py /tmp/medseg_clinical_ct.nii.gz
 python benchmarks/end_to_end.py /tmp/medseg_clinical_ct.nii.gz --device cpu --json "$out/end_to_end_cpu.json"

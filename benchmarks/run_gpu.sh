@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# GPU figures recorded in docs/benchmarks.md (run on the device tool's NVIDIA H100): a 512x512x256 synthetic CT
+# GPU figures recorded in experiments/benchmarks-log.md (run on the device tool's NVIDIA H100): a 512x512x256 synthetic CT
 # through the same engine for the demo model and the peers, and the clinical-size CT end to end (cold process
 # and warm), with the demo model.
 #   bash benchmarks/run_gpu.sh [OUT_FOLDER]
 set -euo pipefail
-out=${1:-docs/figures}
+out=${1:-experiments/results}
 mkdir -p "$out"
 python3 benchmarks/startup_profile.py --json "$out/startup_gpu.json"
 python3 benchmarks/make_clinical_ct.py /tmp/medseg_clinical_ct.nii.gz ${CLINICAL_SOURCE:+--source "$CLINICAL_SOURCE"}

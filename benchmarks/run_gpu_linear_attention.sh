@@ -6,14 +6,14 @@
 # (CUDA graphs: the engine's default for 2D batches, and off); time/memory against image size.
 #   bash benchmarks/run_gpu_linear_attention.sh [OUT_FOLDER]
 set -euo pipefail
-out=${1:-docs/figures}
+out=${1:-experiments/results}
 mkdir -p "$out"
 # MLLA-UNet-T against nnU-Net 2d, graphs and eager, with the kernel checks, raw network and block times:
 bash benchmarks/run_gpu_mlla_throughput.sh "$out" _gpu
 python3 benchmarks/cuda_graph_check.py --networks mlla_unet:t,hrmedseg:default,nnunet_plain:2d \
   --input 1x1x512x512x64 --batch 8 --json "$out/cuda_graph_check_2d.json"
-python3 benchmarks/fused_kernel_sweep.py --stages 1,3 --json "$out/fused_kernel_sweep_gpu.json" | tail -4
-python3 benchmarks/profile_network.py --network mlla_unet:t --size 512 --batch 32 --repeat 10 \
+python3 experiments/probes/fused_kernel_sweep.py --stages 1,3 --json "$out/fused_kernel_sweep_gpu.json" | tail -4
+python3 experiments/probes/profile_network.py --network mlla_unet:t --size 512 --batch 32 --repeat 10 \
   --json "$out/profile_mlla_unet_t_gpu.json"  # the raw network, eager (beside the graphs' line above)
 python3 benchmarks/engine_overhead.py --json "$out/engine_overhead_gpu.json"
 medseg bench --device cuda --input 1x3x1024x1024x256 --batch-size 16 --repeat 3 \

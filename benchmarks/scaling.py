@@ -2,7 +2,7 @@
 
     python benchmarks/scaling.py --network tm_unet:t --sizes 256,512,1024 [--device cuda] [--json OUT]
     python benchmarks/scaling.py --network xlstm_unet:enc_3d --dims 3 --sizes 64,128,192 --parallel-limit 64
-    GPU figures: bash benchmarks/run_gpu_scaling.sh
+    GPU figures: bash experiments/probes/run_gpu_scaling.sh
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Peak GPU memory and step time of fine-tuning a 2D network (forward, backward, Adam step), per image.
 
     python benchmarks/training_memory.py --network hrmedseg --presets default,checkpointed --size 1024 \
-        --batches 4,16 --precisions fp32,bf16 --json docs/figures/training_memory_hrmedseg.json
+        --batches 4,16 --precisions fp32,bf16 --json experiments/results/training_memory_hrmedseg.json
 
 "Per image" is the peak divided by the batch; "marginal" is the growth from the smallest to the largest batch
 per added image (what one more image costs, weights and optimiser state excluded).

@@ -90,7 +90,8 @@ def reference_numbers(labels: list[LabelInfo], reference: Path,
 
 
 def _parse_label_map(text: str) -> dict[str, tuple[int, ...]]:
-    """``liver=5,vertebrae=13+14+15`` or a JSON object (a file or inline) of names to a number or a list of them."""
+    """``liver=5,vertebrae=13+14+15`` or a JSON object (a file or inline) of names to a number or a list of them,
+    or a label merge file (``training/demo_labels.json``: ``labels`` with each ``name`` and its ``source`` numbers)."""
     source = Path(text).read_text() if Path(text).is_file() else text
     usage = "--label-map: give NAME=NUMBER,... (NAME=N1+N2 for several numbers) or a JSON object of names to numbers"
     try:
@@ -103,6 +104,8 @@ def _parse_label_map(text: str) -> dict[str, tuple[int, ...]]:
                 raw[name] = [number.strip() for number in numbers.split("+")]
     except (ValueError, RecursionError):
         raise MedSegError(usage) from None
+    if isinstance(raw, dict) and isinstance(raw.get("labels"), list):  # a merge file: [{name, source: [...]}]
+        raw = {entry.get("name"): entry.get("source") for entry in raw["labels"] if isinstance(entry, dict)}
     if not isinstance(raw, dict) or not raw:
         raise MedSegError(usage)
     return {str(name).strip().lower(): _label_numbers(str(name).strip(), value) for name, value in raw.items()}

@@ -55,7 +55,7 @@ class SegmentOptions:
     mixed_precision: bool = True  # float16 autocast on CUDA
     # Replay the forward pass as a CUDA graph on CUDA where it can be captured. None (default): for 2D slice
     # batches of volumes with at least _GRAPH_MIN_BATCHES batches (token networks are launch-bound: MLLA-UNet-T and
-    # HRMedSeg ran 1.5x and 1.8x faster), not for 3D tiles (TokenSeg: 7 % faster for 0.4 GiB more). docs/benchmarks.md.
+    # HRMedSeg ran 1.5x and 1.8x faster), not for 3D tiles (TokenSeg: 7 % faster for 0.4 GiB more). experiments/benchmarks-log.md.
     cuda_graphs: bool | None = None
     # Refuse a run whose host memory would exceed what is available, before anything big is allocated
     # (preflight.require_ram); False runs it anyway.
@@ -65,7 +65,7 @@ class SegmentOptions:
     device_preprocessing: bool | None = None
     # 3D models: class probabilities resampled to the input grid and the argmax taken there (score_resampling.py),
     # smooth borders; False: the argmax on the model grid, labels brought back by nearest neighbour (model voxels
-    # as steps; docs/benchmarks.md says what each costs).
+    # as steps; experiments/benchmarks-log.md says what each costs).
     smooth_labels: bool = True
 
     def tile_overlap(self) -> float:

@@ -3,7 +3,7 @@ what is free.
 
 The estimate counts the buffers the engine allocates (the input on the model grid, blended class scores, the
 label map) exactly, and the network's working memory with a conservative rule: 512 bytes per voxel of a batch
-of tiles or slices. On the H100 runs in docs/benchmarks.md the networks used 110-500 bytes per tile voxel
+of tiles or slices. On the H100 runs in experiments/benchmarks-log.md the networks used 110-500 bytes per tile voxel
 (TokenSeg 110, nnU-Net 3d_fullres about 500), so the rule errs on the side of warning.
 """
 

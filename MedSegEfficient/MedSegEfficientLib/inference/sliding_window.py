@@ -3,7 +3,7 @@
 The same tiling and weighting as MONAI's ``sliding_window_inference`` (tile starts every ``roi * (1 - overlap)``,
 the last tile flush with the far edge, a Gaussian importance map with sigma = roi / 8, clamped at 1e-3), which
 the tests check it against. It is our own because importing MONAI costs 13-19 s on a GPU host with many
-optional packages (docs/benchmarks.md), more than a whole warm segmentation: inference must not import it.
+optional packages (experiments/benchmarks-log.md), more than a whole warm segmentation: inference must not import it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Replay a network's forward pass as one CUDA graph: sliding-window tiles and slice batches all have one shape,
 and small 3D networks and 2D token networks spend more time launching kernels from Python than running them
-(docs/benchmarks.md).
+(experiments/benchmarks-log.md).
 
 The first call with a new tile shape runs eagerly twice (cuDNN picks its kernels), captures the graph, and checks
 that the replay gives the eager result; any failure (a network that synchronises with the host, a shape that

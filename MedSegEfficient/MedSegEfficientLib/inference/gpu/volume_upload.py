@@ -1,6 +1,6 @@
 """A whole volume to the GPU in its own voxel type, in pinned chunks: while the DMA engine copies one chunk, the
 host fills the next. From pageable memory a plain ``.to("cuda")`` ran at about 6 GB/s on the H200 host (0.27 s
-for a 1024^2 x 256 x 3 int16 volume, most of that run's host time: docs/benchmarks.md)."""
+for a 1024^2 x 256 x 3 int16 volume, most of that run's host time: experiments/benchmarks-log.md)."""
 
 from __future__ import annotations
 

@@ -150,7 +150,7 @@ def attention_memory(qk: torch.Tensor, v: torch.Tensor, height: int, width: int,
                      launch: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, heads, D, D) mean over tokens of RoPE(phi k)^T v per head, and (B, C) mean of phi(k), float32.
     qk (B, N, 2C) contiguous, q then k; v (B, N, C) contiguous; N = height * width. ``launch``:
-    tile size, program count and warps to try instead of the defaults (benchmarks/fused_kernel_sweep.py)."""
+    tile size, program count and warps to try instead of the defaults (experiments/probes/fused_kernel_sweep.py)."""
     batch, tokens, channels = v.shape
     head_dim = channels // heads
     config = {"BLOCK_N": _MEMORY_TILE, "num_warps": 2, **(launch or {})}  # best on the H100: fused_kernel_sweep.py
@@ -178,7 +178,7 @@ def attention_output(qk: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, resi
     batch, tokens, channels = v.shape
     head_dim = memory.shape[-1]
     config = {"BLOCK_M": {64: 128, 128: 64, 256: 64}.get(channels, 32), "num_warps": 4 if channels <= 256 else 8,
-              **(launch or {})}  # measured best on the H100: benchmarks/fused_kernel_sweep.py
+              **(launch or {})}  # measured best on the H100: experiments/probes/fused_kernel_sweep.py
     out = torch.empty_like(residual)
     cos, sin = rope_axis_tables(max(height, width), channels, ROPE_BASE, v.device)
     _attention_output[(triton.cdiv(tokens, config["BLOCK_M"]), batch)](
@@ -195,7 +195,7 @@ def attention_gated(qk: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, memor
     other arguments as for ``attention_output``."""
     batch, tokens, channels = v.shape
     heads = memory.shape[1]
-    # 64 tokens on 4 warps: best at widths 128 and 256 on the H200 (benchmarks/fused_kernel_sweep.py); 32 on 2
+    # 64 tokens on 4 warps: best at widths 128 and 256 on the H200 (experiments/probes/fused_kernel_sweep.py); 32 on 2
     # warps ran faster alone at width 512 but slower inside the network (block_kernel_times.py).
     config = {"BLOCK_M": 64, "num_warps": 4, **(launch or {})}
     out = torch.empty_like(v)

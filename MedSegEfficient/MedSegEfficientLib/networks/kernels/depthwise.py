@@ -4,7 +4,7 @@ bias, an optional SiLU or ReLU and an optional residual added, as one Triton ker
 Why: MLLA-UNet runs four depthwise 3x3 convolutions per block (two position codes, the block's convolution and the
 attention's LePE). On channels-last maps cuDNN adds their bias in a separate broadcast pass that torch does not
 vectorise, and the residual sum and the SiLU are more passes: 20 % of MLLA-UNet-T's GPU time at 512^2
-(benchmarks/profile_network.py); MLLA-UNet's samplers ran the transposed one as cuDNN's gradient kernel with
+(experiments/probes/profile_network.py); MLLA-UNet's samplers ran the transposed one as cuDNN's gradient kernel with
 ReLU as one more pass. Here each output is read once per tap from cache and written once. Inference
 only; imported only where Triton is installed (``token_layout.depthwise_tokens`` decides).
 """
@@ -20,7 +20,7 @@ _MODES = {"same": 0, "stride2": 1, "transposed2": 2}
 _ACTIVATIONS = {None: 0, "silu": 1, "relu": 2}
 # Outputs per program and warps. 4096 outputs on 4 warps run at 12.5 % occupancy (registers) and 27-36 % of the
 # H100's memory bandwidth under Nsight Compute, yet 1024-output tiles ran 1.7x slower: a row's neighbouring columns
-# are reused from L1 only within a program (benchmarks/block_kernel_times.py, docs/benchmarks.md).
+# are reused from L1 only within a program (experiments/probes/block_kernel_times.py, experiments/benchmarks-log.md).
 _TILE, _WARPS = 4096, 4
 
 
@@ -85,7 +85,7 @@ def depthwise3x3_tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     "transposed2": ``ConvTranspose2d(stride=2, padding=1, output_padding=1)`` (output 2H x 2W). activation:
     None, "silu" or "relu". x may be a view of wider rows (channels contiguous, tokens ``x.stride(1)`` apart);
     the result is contiguous (B, out_H * out_W, C) in x's precision. ``launch``: ``TILE`` (outputs per program),
-    ``BLOCK_C`` and ``num_warps`` to try instead of the defaults (benchmarks/fused_kernel_sweep.py)."""
+    ``BLOCK_C`` and ``num_warps`` to try instead of the defaults (experiments/probes/fused_kernel_sweep.py)."""
     batch, tokens, channels = x.shape
     if x.stride(2) != 1 or x.stride(0) != tokens * x.stride(1):
         x = x.contiguous()

@@ -2,7 +2,7 @@
 
 Why: the token networks normalise millions of rows of 32-512 channels (MLLA-UNet-T at 512^2, batch 32: 57 norms,
 up to 8.4 M rows of 64 in its head). PyTorch's CUDA kernel spends a thread block on each row, which left those
-norms at 29 % of the network's GPU time on the H100 (benchmarks/profile_network.py). Here a program takes a
+norms at 29 % of the network's GPU time on the H100 (experiments/probes/profile_network.py). Here a program takes a
 tile of rows: statistics in float32, output in the input's precision. Inference only (no backward); imported
 only where Triton is installed (``networks/linear_attention/token_layout.py`` decides).
 """

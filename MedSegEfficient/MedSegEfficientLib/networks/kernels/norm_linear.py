@@ -72,11 +72,11 @@ def norm_linear(x: torch.Tensor, norm_weight: torch.Tensor, norm_bias: torch.Ten
                 launch: dict | None = None) -> torch.Tensor:
     """LN(x) @ weight_t + bias for contiguous (..., C) x; weight_t (C, out) in x's precision; SiLU applied to
     output columns ``silu_from`` onwards (none when None). ``launch``: tile sizes and warps to try instead of
-    the defaults (benchmarks/fused_kernel_sweep.py)."""
+    the defaults (experiments/probes/fused_kernel_sweep.py)."""
     channels, out_features = weight_t.shape
     rows = x.numel() // channels
     out = x.new_empty(*x.shape[:-1], out_features)
-    narrow = channels <= 128  # tiles measured best on the H100 (benchmarks/fused_kernel_sweep.py)
+    narrow = channels <= 128  # tiles measured best on the H100 (experiments/probes/fused_kernel_sweep.py)
     config = {"BLOCK_M": 64 if narrow else 128, "BLOCK_N": min(128, triton.next_power_of_2(out_features)),
               "num_warps": 4 if narrow else 8, **(launch or {})}
     grid = (triton.cdiv(rows, config["BLOCK_M"]), triton.cdiv(out_features, config["BLOCK_N"]))
@@ -93,7 +93,7 @@ def norm_mlp_residual(x: torch.Tensor, norm_weight: torch.Tensor, norm_bias: tor
     channels, hidden = fc1_t.shape
     rows = x.numel() // channels
     out = torch.empty_like(x)
-    narrow = channels <= 128  # tiles measured best on the H100 (benchmarks/fused_kernel_sweep.py)
+    narrow = channels <= 128  # tiles measured best on the H100 (experiments/probes/fused_kernel_sweep.py)
     config = {"BLOCK_M": 64 if narrow else max(16, 32768 // channels), "BLOCK_H": 32,
               "num_warps": 4 if narrow else 8, **(launch or {})}
     _norm_mlp_residual[(triton.cdiv(rows, config["BLOCK_M"]),)](

@@ -1,7 +1,7 @@
 """The linear attention's feature map and RoPE in one Triton pass: phi = ELU + 1 of q and k, and RoPE(phi).
 
 Why: in torch these are eight passes over (B, N, 2C) per block (ELU, +1, a pair flip, two broadcast products
-that torch does not vectorise, ...), 13 % of MLLA-UNet-T's GPU time at 512^2 (benchmarks/profile_network.py).
+that torch does not vectorise, ...), 13 % of MLLA-UNet-T's GPU time at 512^2 (experiments/probes/profile_network.py).
 Here each program reads a tile of the q|k projection (and each value's pair partner, from the same cache lines)
 and writes phi and its rotation, all contiguous. Inference only;
 imported only where Triton is installed (``linear_attention.py`` decides). The angles are the cached tables of

@@ -34,7 +34,7 @@ FUSED_BLOCK_MAX_WIDTH = 256
 WIDE_BLOCK_MIN_WIDTH = 256
 WIDE_BLOCK_MAX_WIDTH = 2048
 # In ``fused_block``, the attention's output pass applies the output projection itself up to this width; wider
-# tokens get the gated attention from one program per head and cuBLAS's product (benchmarks/profile_network.py).
+# tokens get the gated attention from one program per head and cuBLAS's product (experiments/probes/profile_network.py).
 PROJECT_IN_KERNEL_MAX_WIDTH = 32
 HEAD_MAX_CLASSES = 256  # the fused head keeps a tile's class scores on chip
 
