@@ -91,3 +91,11 @@ def test_one_sample_fetches_only_the_package_that_holds_it(tmp_path, monkeypatch
     assert [path.name for path in tmp_path.iterdir()] == ["stardist-0.9.2"]  # not the 38 MB CT archive
     assert main(["sample-data", "--path", "no_such_sample"]) == 2
     assert "no sample named no_such_sample" in capsys.readouterr().err
+
+
+def test_an_input_error_is_its_one_line_without_an_empty_progress_bar(tmp_path, capsys):
+    from MedSegEfficientLib.cli.main import main
+
+    assert main(["segment", str(tmp_path / "missing.nii.gz"), "-o", str(tmp_path / "out.nii.gz")]) == 2
+    error = capsys.readouterr().err
+    assert error.splitlines() == [f"medseg: error: no such file or folder: {tmp_path / 'missing.nii.gz'}"]

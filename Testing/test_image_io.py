@@ -99,3 +99,22 @@ def test_the_picture_has_a_legend_and_tells_neighbouring_labels_apart(tmp_path):
     for value in (1, 2):  # a swatch of each label shown, in its display colour
         assert np.all(legend == colours[value], axis=-1).any()
     assert not np.all(legend == colours[3], axis=-1).any()  # the kidneys are not on the slice: not listed
+
+
+def test_an_mr_picture_shows_a_light_label_and_its_border(tmp_path):
+    from PIL import Image
+
+    from MedSegEfficientLib.io.overlay import write_overlay_png
+    from MedSegEfficientLib.model.card import LabelInfo
+
+    head = np.full((3, 40, 40), 600, np.int16)  # in a CT window both 600 and 900 would be pure white
+    head[:, 8:32, 8:32] = 900  # a bright MR brain: white in a CT window
+    mask = np.zeros(head.shape, np.uint8)
+    mask[:, 8:32, 8:32] = 1
+    picture = tmp_path / "brain.png"
+    write_overlay_png(Volume(head), mask, [LabelInfo(1, "brain", (250, 250, 225))], picture, modality="MR")
+    with Image.open(picture) as written:
+        pixels = np.asarray(written.convert("RGB")).astype(int)[:, : 10 * 40]
+    inside, outside = pixels[200, 200], pixels[30, 30]
+    assert inside.max() - inside.min() > 40  # tinted with a hue, not grey on grey
+    assert outside.max() < 250  # the head is in an MR window, not saturated white

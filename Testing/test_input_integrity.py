@@ -130,6 +130,8 @@ def test_a_folder_with_two_series_segments_the_largest_and_says_so(tmp_path, cap
     volume = read_image(folder, notices=notices)
     assert volume.grid_shape == (20, 512, 512) and "holds 2 series" in notices[0] and "--series" in notices[0]
     assert read_image(folder, series=SCOUT_UID).grid_shape == (5, 128, 128)
+    scout_number = next(line.split()[0] for line in out.splitlines() if SCOUT_UID in line)
+    assert read_image(folder, series=scout_number).grid_shape == (5, 128, 128)  # a series without a UID: by number
     code, _, err = segment(capsys, folder, "-o", tmp_path / "out.nii.gz", "--model", model)
     assert code == 0 and "holds 2 series" in err
     code, _, err = segment(capsys, folder, "-o", tmp_path / "out2.nii.gz", "--model", model, "--series", "1.2.3")

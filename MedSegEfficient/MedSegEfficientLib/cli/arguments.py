@@ -61,8 +61,9 @@ def add_commands(commands) -> None:
     # run by segment.py
     segment = commands.add_parser("segment", help="segment an image (NIfTI, NRRD, MHA or a DICOM folder)")
     segment.add_argument("input", help="image file, or a folder holding one DICOM series")
-    segment.add_argument("-o", "--output", help="OUT.seg.nrrd (Slicer), a label map .nii.gz/.nii/.nrrd/.mha, or a "
-                                                "picture .png for a single-slice result")
+    segment.add_argument("-o", "--output", help="required (except with --list-series): OUT.seg.nrrd (Slicer), a label "
+                                                "map .nii.gz/.nii/.nrrd/.mha, or a picture .png for a single-slice "
+                                                "result")
     add_model(segment)
     add_device(segment)
     segment.add_argument("--fast", action="store_true", help="fewer overlapping tiles: about half the time")
@@ -70,8 +71,9 @@ def add_commands(commands) -> None:
     segment.add_argument("--overlay", help="also write a PNG picture of the result over the image")
     segment.add_argument("--quiet", action="store_true", help="no progress bar")
     segment.add_argument("--json", help="write the run report (times per stage, memory, device) as JSON")
-    segment.add_argument("--series", metavar="UID", help="DICOM folder: the series to segment (default: the largest "
-                                                         "CT or MR series, named in a note)")
+    segment.add_argument("--series", metavar="UID|NUMBER", help="DICOM folder: the series to segment, by its UID or "
+                                                                "its number in --list-series (default: the largest "
+                                                                "CT or MR series, named in a note)")
     segment.add_argument("--list-series", action="store_true", help="DICOM folder: list its series and stop")
     segment.add_argument("--force", action="store_true",
                          help="run even where the memory preflight says the run needs more RAM than is available")

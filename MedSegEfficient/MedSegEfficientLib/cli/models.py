@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    if not args.json:  # building the network and counting its MACs takes seconds: the wait is said first
+        print(f"medseg info: building {args.target} and counting its operations...", file=sys.stderr, flush=True)
     report = describe_cost(args.target, preset=args.preset, input_shape=args.input, classes=args.classes)
     if args.json:
         print(json.dumps(report, indent=2))

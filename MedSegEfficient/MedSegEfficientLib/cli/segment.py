@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     for notice in result.report.notices:
         print(f"medseg: note: {notice}", file=sys.stderr)
     found = ", ".join(result.labels_found) or "nothing"
-    print(f"{result.output}: {len(result.labels_found)} segments ({found}) in {result.report.summary()}")
+    count = len(result.labels_found)
+    print(f"{result.output}: {count} segment{'' if count == 1 else 's'} ({found}) in {result.report.summary()}")
     return 0
 
 
@@ -44,6 +45,7 @@ def list_dicom_series(folder: Path) -> int:
     series = list_series(folder)
     if not series:
         raise MedSegError(f"{folder} holds no DICOM series")
-    for entry in series:
-        print(entry.line())
+    for number, entry in enumerate(series, start=1):
+        print(entry.line(number))
+    print("pick one with --series UID, or --series NUMBER (the first column)", file=sys.stderr)
     return 0

@@ -70,7 +70,8 @@ def segment_file(segmenter: Segmenter, input_path: str | os.PathLike, output: st
     with StagedOutputs() as staged:
         write_segmentation(result.labels, volume, segmenter.card.labels, outputs.labels, staged)
         if outputs.overlay is not None:
-            write_overlay_png(volume, result.labels, segmenter.card.labels, outputs.overlay, outputs=staged)
+            write_overlay_png(volume, result.labels, segmenter.card.labels, outputs.overlay, outputs=staged,
+                              modality=segmenter.card.modality)
         run_report.seconds["save"] = time.perf_counter() - started
         run_report.peak_ram_bytes = peak_ram_bytes()
         if outputs.report is not None:

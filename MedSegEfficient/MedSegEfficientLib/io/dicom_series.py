@@ -26,9 +26,10 @@ class DicomSeries:
     def name(self) -> str:
         return self.uid or "(no series UID)"
 
-    def line(self) -> str:
+    def line(self, number: int) -> str:
+        """One line of ``--list-series``: its number (what ``--series`` takes where there is no UID), UID, kind."""
         kind = "scout" if self.localizer else self.modality or "?"
-        return f"{self.name()}  {kind:<5} {len(self.files):>5} files  {self.description}"
+        return f"{number:>2}  {self.name()}  {kind:<5} {len(self.files):>5} files  {self.description}"
 
 
 def list_series(folder: Path) -> list[DicomSeries]:
@@ -52,6 +53,8 @@ def choose_series(folder: Path, uid: str | None = None) -> tuple[DicomSeries, st
         raise InputImageError(f"{folder} holds no DICOM series")
     if uid is not None:
         match = next((s for s in series if s.uid == uid), None)
+        if match is None and uid.isdigit() and 1 <= int(uid) <= len(series):  # the number --list-series printed
+            match = series[int(uid) - 1]
         if match is None:
             raise InputImageError(f"{folder} has no series {uid} (medseg segment {folder} --list-series lists them)")
         return match, None
@@ -60,8 +63,8 @@ def choose_series(folder: Path, uid: str | None = None) -> tuple[DicomSeries, st
     if len(series) == 1:
         return chosen, None
     return chosen, (f"{folder.name} holds {len(series)} series; segmenting the largest {chosen.modality or ''} one, "
-                    f"{chosen.name()} ({len(chosen.files)} files, '{chosen.description}'); --series UID picks another "
-                    "(--list-series lists them)")
+                    f"{chosen.name()} ({len(chosen.files)} files, '{chosen.description}'); --series UID or NUMBER picks "
+                    "another (--list-series lists them)")
 
 
 def check_slice_spacing(series: DicomSeries) -> float | None:

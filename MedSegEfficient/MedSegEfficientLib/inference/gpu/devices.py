@@ -39,7 +39,8 @@ def describe_device(device: torch.device) -> str:
         return f"{torch.cuda.get_device_name(index)} ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
 
 
 # How each device says it is out of memory: CUDA's and MPS's messages, and the CPU allocator's (torch's
