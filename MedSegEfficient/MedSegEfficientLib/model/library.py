@@ -64,6 +64,8 @@ def describe_model_file(path: Path) -> dict[str, Any]:
         "validation_dice": card.metrics.get("validation_dice"),
         "validation_mean_dice": card.metrics.get("validation_mean_dice"),
         "validation_cases": card.metrics.get("validation_cases", []),
+        "training_cases": card.training.get("training_items", []),
+        "training_command": card.training.get("command", ""),
     }
 
 
