@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from MedSegEfficientLib.io.images import write_label_image
@@ -37,4 +41,24 @@ def workers_of(pid: int) -> list[int]:
     return workers
 
 
-__all__ = ["ROOT", "cohort", "lines", "workers_of"]
+def batch_process(*arguments: str) -> subprocess.Popen:
+    """``medseg batch ARGUMENTS --quiet`` in its own process, the test networks importable in its workers."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "MedSegEfficient"), str(ROOT / "Testing")])}
+    return subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", *arguments, "--quiet"],
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def batch_under_way(inputs: Path, out: Path) -> tuple[subprocess.Popen, list[int]]:
+    """A two-worker batch of the demo model, once its first case has finished (both workers have the model loaded
+    and hold cases), and its workers' process ids."""
+    batch = batch_process(str(inputs), "-o", str(out), "--workers", "2", "--device", "cpu", "--model", "abdomen_ct_demo")
+    manifest = out / "medseg-manifest.jsonl"
+    deadline = time.time() + 180
+    while not (manifest.is_file() and manifest.read_text()) and time.time() < deadline and batch.poll() is None:
+        time.sleep(0.05)
+    workers = workers_of(batch.pid)
+    assert workers, "the pool never started"
+    return batch, workers
+
+
+__all__ = ["ROOT", "batch_process", "batch_under_way", "cohort", "lines", "workers_of"]

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from MedSegEfficientLib.batch.cases import collect_cases
 from MedSegEfficientLib.batch.manifest import MANIFEST_NAME, Entry, Manifest
 from MedSegEfficientLib.cli.main import main
 from MedSegEfficientLib.errors import MedSegError, OutputError
-from batch_helpers import ROOT, cohort, lines, workers_of
+from batch_helpers import batch_under_way, cohort, lines
 
 
 
@@ -44,16 +41,8 @@ def test_a_killed_worker_loses_no_case(tmp_path):
     count = 6
     inputs = cohort(tmp_path / "in", count, shape=(40, 48, 48))
     out = tmp_path / "out"
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "MedSegEfficient"), str(ROOT / "Testing")])}
-    batch = subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", str(inputs), "-o", str(out),
-                              "--workers", "2", "--device", "cpu", "--model", "abdomen_ct_demo", "--quiet"],
-                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    batch, workers = batch_under_way(inputs, out)
     manifest = out / "medseg-manifest.jsonl"
-    deadline = time.time() + 180
-    while not (manifest.is_file() and manifest.read_text()) and time.time() < deadline and batch.poll() is None:
-        time.sleep(0.05)
-    workers = workers_of(batch.pid)
-    assert workers, "the pool never started"
     # One case has finished, so both workers have the model loaded, and the other cases are in their hands.
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = batch.communicate(timeout=300)

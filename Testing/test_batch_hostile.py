@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,17 +17,11 @@ from MedSegEfficientLib.batch.ledger import MAX_ATTEMPTS
 from MedSegEfficientLib.cli.main import main
 from MedSegEfficientLib.model.card import NetworkInfo
 from MedSegEfficientLib.volume import to_sitk
-from batch_helpers import ROOT, cohort, lines, workers_of
+from batch_helpers import batch_process, batch_under_way, cohort, lines
 from models_for_tests import BANDS, write_threshold_model
 from phantoms import make_phantom
 
 LINUX_PROC = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")
-
-
-def batch_process(*arguments: str) -> subprocess.Popen:
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "MedSegEfficient"), str(ROOT / "Testing")])}
-    return subprocess.Popen([sys.executable, "-m", "MedSegEfficientLib.cli", "batch", *arguments, "--quiet"],
-                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
@@ -57,14 +49,7 @@ def test_a_case_that_kills_its_worker_is_failed_alone(tmp_path):
 def test_workers_end_with_the_batch(tmp_path, how):
     inputs = cohort(tmp_path / "in", 8, shape=(40, 48, 48))
     out = tmp_path / "out"
-    batch = batch_process(str(inputs), "-o", str(out), "--workers", "2", "--device", "cpu",
-                          "--model", "abdomen_ct_demo")
-    manifest = out / "medseg-manifest.jsonl"
-    deadline = time.time() + 180
-    while not (manifest.is_file() and manifest.read_text()) and time.time() < deadline and batch.poll() is None:
-        time.sleep(0.05)
-    workers = workers_of(batch.pid)
-    assert workers, "the pool never started"
+    batch, workers = batch_under_way(inputs, out)
     os.kill(batch.pid, how)
     batch.wait(timeout=60)
     deadline = time.time() + 20
