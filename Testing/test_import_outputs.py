@@ -66,3 +66,18 @@ def test_no_command_writes_over_one_of_its_inputs(tmp_path, capsys, command):
     error = capsys.readouterr().err
     assert "is the input" in error or "inside the input folder" in error, error
     assert {path: path.read_bytes() for path in before} == before
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX")
+@pytest.mark.parametrize("command", [["import", "pth", "{good}", "--card", "{fifo}", "-o", "{out}"],
+                                     ["evaluate", "{fifo}", "{good}"], ["fit", "{fifo}", "-o", "{out}"],
+                                     ["evaluate", "{good}", "{good}", "--label-map", "{fifo}"]])
+def test_a_named_pipe_given_as_any_input_is_one_line_not_a_hang(tmp_path, capsys, command):
+    import os
+
+    fifo, good = tmp_path / "pipe", tmp_path / "weights.pth"
+    os.mkfifo(fifo)
+    good.write_bytes(b"x")
+    argv = [part.format(fifo=fifo, good=good, out=tmp_path / "out.safetensors") for part in command]
+    assert main(argv) == 2
+    assert "not a regular file or a folder" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""An input is never an output, for every ``medseg`` command that writes a file: checked once, from the parsed
-arguments, before a command runs. A file given as an input (image, model, card, checkpoint, prepared run, label
+"""Every file a command reads is a regular file (or a folder), and an input is never an output, for every
+``medseg`` command: checked once, from the parsed arguments, before a command runs. A file given as an input (image, model, card, checkpoint, prepared run, label
 map, a pair's either side) is never written; inside a folder given as an input (a dataset, a DICOM series, a
 trained-model folder) no existing file is replaced, though a new one may be written there."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from MedSegEfficientLib.errors import OutputError
+from MedSegEfficientLib.errors import InputImageError, OutputError
 from MedSegEfficientLib.files import resolved
 
 # Arguments that name something a command reads, and those that name what it writes.
@@ -18,6 +18,9 @@ OUTPUT_ARGUMENTS = {"output": "-o", "json": "--json", "overlay": "--overlay"}  #
 
 
 def refuse_outputs_that_are_inputs(args: argparse.Namespace) -> None:
+    for given in _input_paths(args):  # a FIFO, device or socket would hang the reader or never end
+        if not (given.is_file() or given.is_dir()):
+            raise InputImageError(f"{given} is not a regular file or a folder (a pipe, device or socket)")
     if getattr(args, "command", None) == "batch":
         return  # an output folder, which may be the input folder: batch/cases.py keeps its inputs apart
     outputs = {option: Path(value) for name, option in OUTPUT_ARGUMENTS.items()
