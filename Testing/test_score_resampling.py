@@ -80,3 +80,20 @@ def test_a_model_on_the_inputs_own_grid_is_a_plain_argmax():
     mapping, _ = plan(volume, threshold_card(spacing=[2.0, 2.0, 2.0]))
     scores = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 10, 12, 14)).astype(np.float32))
     assert np.array_equal(labels_from_resampled_scores(scores, mapping, np.uint8), scores.argmax(0).numpy())
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, -1]])],
+                         ids=["LPS", "swapped-and-flipped"])
+def test_a_2d_models_batches_land_as_the_whole_volume_would(direction):
+    from MedSegEfficientLib.inference.score_resampling import SliceLabelsOnInputGrid
+
+    volume = Volume(np.zeros((12, 40, 50), np.int16), spacing=(0.8, 0.8, 3.0), direction=direction)
+    card = threshold_card(spatial_dims=2, spacing=[1.5, 1.5])
+    mapping, _ = plan(volume, card)
+    scores = torch.from_numpy(np.random.default_rng(1).normal(size=(3, *mapping.model_shape[::-1])).astype(np.float32))
+    whole = labels_from_resampled_scores(scores, mapping, np.uint8)
+    on_input = SliceLabelsOnInputGrid(mapping, card.slice_axis, np.uint8)
+    dim = 3 - card.slice_axis  # the slices' array dim in (K, k, j, i)
+    for start in range(0, scores.shape[dim], 5):  # batches of 5 slices, (B, K, H, W) as the engine makes them
+        on_input.put(start, scores.narrow(dim, start, min(5, scores.shape[dim] - start)).movedim(dim, 0))
+    assert np.array_equal(on_input.labels, whole)

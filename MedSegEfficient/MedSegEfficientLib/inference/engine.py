@@ -27,7 +27,7 @@ from MedSegEfficientLib.inference.cleanup import clean_labels
 from MedSegEfficientLib.inference.mirroring import tensor_dims, with_mirroring
 from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
                                                         to_model_grid)
-from MedSegEfficientLib.inference.score_resampling import ScoresToResample
+from MedSegEfficientLib.inference.score_resampling import ScoresToResample, SliceLabelsOnInputGrid
 from MedSegEfficientLib.networks.triton_switch import disable_triton, is_triton_failure, triton_usable
 from MedSegEfficientLib.inference.peak_ram import peak_ram_bytes
 from MedSegEfficientLib.inference.run_report import RunReport, SegmentationResult
@@ -124,7 +124,7 @@ class Segmenter:
                 tracker.stage("postprocessing", 0.0)
                 if isinstance(labels, ScoresToResample):
                     labels = labels.labels()
-                else:
+                elif not self._scores_resampled(grid):  # else a 2D run's labels are on the input grid already
                     labels = labels_on_input_grid(labels, grid, volume)
             if self.card.postprocessing:  # its own figure: what the card's clean-up costs
                 with _timed(report, "cleanup"):
@@ -235,9 +235,9 @@ class Segmenter:
         return self._argmax_labels(logits[0])
 
     def _scores_resampled(self, grid: ModelGrid) -> bool:
-        """3D models bring their class scores to the input grid and take the argmax there (score_resampling.py);
-        2D models, whose scores exist a batch of slices at a time, bring labels back by nearest neighbour."""
-        return self.options.smooth_labels and self.card.spatial_dims == 3 and grid.mapping is not None
+        """Class scores go to the input grid and the argmax is taken there (score_resampling.py): a 3D model's
+        once the volume is done, a 2D model's batch of slices by batch."""
+        return self.options.smooth_labels and grid.mapping is not None
 
     def _volume_scores(self, grid: ModelGrid, batch: int, tracker: "_Tracker",
                        forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -291,6 +291,14 @@ class Segmenter:
         key = ("2d", batch, axis, slice_shape, half)  # volumes of any slice count share their full batches' graph
         forward = self._graphed_forward(key) if self._graphs_wanted(grid, batch) else self.model.network
         mirrored = self._mirrored(forward)
+        if self._scores_resampled(grid):  # each batch's scores straight to the input grid's slices
+            on_input = SliceLabelsOnInputGrid(grid.mapping, self.card.slice_axis, self._label_dtype())
+            for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
+                tracker.check_cancel()
+                on_input.put(start, self._forward_2d(slices, mirrored))  # read before the next replay
+                tracker.advance()
+            self._note_graph(forward)
+            return on_input.labels
         with HostLabels((count, *slice_shape[1:]), label_dtype, self.device, batch) as labels:
             for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
                 tracker.check_cancel()

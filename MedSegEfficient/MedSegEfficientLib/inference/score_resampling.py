@@ -38,6 +38,35 @@ class ScoresToResample:
         return labels_from_resampled_scores(self.scores, self.mapping, self.dtype, self.probabilities)
 
 
+class SliceLabelsOnInputGrid:
+    """A 2D model's labels on the input grid, batch of slices by batch: each batch's scores (B, K, H, W), taken
+    along model image axis ``slice_axis`` (never resampled: a 2D model keeps the slice spacing), go to the input
+    grid's slices they came from as soon as they exist, so that no score volume is ever held."""
+
+    def __init__(self, mapping: AxisMapping, slice_axis: int, dtype: np.dtype) -> None:
+        self.mapping, self.slice_axis, self.dtype = mapping, slice_axis, np.dtype(dtype)
+        x_count, y_count, z_count = mapping.input_shape
+        self.labels = np.empty((z_count, y_count, x_count), dtype=self.dtype)
+        self.input_axis = mapping.order[slice_axis]  # the input image axis the slices run along
+
+    def put(self, start: int, scores: torch.Tensor) -> None:
+        count = scores.shape[0]
+        t = self.slice_axis
+        # (B, K, H, W) -> (K, k, j, i) of the batch's sub-volume: the slices at model array dim 3 - t.
+        volume = scores.movedim(1, 0).movedim(1, 3 - t)
+        model_shape = tuple(count if axis == t else n for axis, n in enumerate(self.mapping.model_shape))
+        input_shape = tuple(count if axis == self.input_axis else n
+                            for axis, n in enumerate(self.mapping.input_shape))
+        part = labels_from_resampled_scores(volume, AxisMapping(self.mapping.order, self.mapping.flipped,
+                                                                input_shape, model_shape, self.mapping.scale),
+                                            self.dtype)
+        total = self.mapping.input_shape[self.input_axis]
+        first = total - start - count if self.mapping.flipped[t] else start  # a flipped axis runs backwards
+        index = [slice(None)] * 3
+        index[2 - self.input_axis] = slice(first, first + count)
+        self.labels[tuple(index)] = part
+
+
 def is_identity(mapping: AxisMapping) -> bool:
     return (mapping.order == (0, 1, 2) and not any(mapping.flipped) and mapping.model_shape == mapping.input_shape
             and np.allclose(mapping.scale, 1.0))
@@ -154,4 +183,5 @@ def _blended_argmax(scores: torch.Tensor, by_dim: list[_Cells], where: torch.Ten
     return torch.cat(answers)
 
 
-__all__ = ["CHUNK_BYTES", "ScoresToResample", "is_identity", "labels_from_resampled_scores"]
+__all__ = ["CHUNK_BYTES", "ScoresToResample", "SliceLabelsOnInputGrid", "is_identity",
+           "labels_from_resampled_scores"]
