@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from MedSegEfficientLib.errors import InputImageError
+
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -30,8 +32,6 @@ class Volume:
 
     def _check_geometry(self) -> None:
         """One clear line for a geometry no resampling can use, instead of SimpleITK's exception later."""
-        from MedSegEfficientLib.errors import InputImageError
-
         if len(self.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
             raise InputImageError(f"voxel spacing {self.spacing} is not three positive finite sizes in mm")
         if len(self.origin) != 3 or not all(math.isfinite(o) for o in self.origin):

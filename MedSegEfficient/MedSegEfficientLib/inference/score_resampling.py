@@ -67,11 +67,6 @@ class SliceLabelsOnInputGrid:
         self.labels[tuple(index)] = part
 
 
-def is_identity(mapping: AxisMapping) -> bool:
-    return (mapping.order == (0, 1, 2) and not any(mapping.flipped) and mapping.model_shape == mapping.input_shape
-            and np.allclose(mapping.scale, 1.0))
-
-
 def labels_from_resampled_scores(scores: torch.Tensor, mapping: AxisMapping, dtype: np.dtype,
                                  probabilities: bool = True, chunk_bytes: int = CHUNK_BYTES,
                                  slab_voxels: int = SLAB_VOXELS) -> np.ndarray:
@@ -82,7 +77,7 @@ def labels_from_resampled_scores(scores: torch.Tensor, mapping: AxisMapping, dty
     export does (a class whose logits fall steeply loses ground at its edges)."""
     label_dtype = torch.uint8 if np.dtype(dtype) == np.uint8 else torch.int32
     model_labels = _argmax(scores, label_dtype)
-    if is_identity(mapping):
+    if mapping.is_identity:
         return model_labels.cpu().numpy().astype(dtype, copy=False)
     uniform = _uniform_cells(model_labels)
     model_axis = {mapping.order[t]: t for t in range(3)}  # input image axis -> the model axis it became
@@ -183,5 +178,4 @@ def _blended_argmax(scores: torch.Tensor, by_dim: list[_Cells], where: torch.Ten
     return torch.cat(answers)
 
 
-__all__ = ["CHUNK_BYTES", "ScoresToResample", "SliceLabelsOnInputGrid", "is_identity",
-           "labels_from_resampled_scores"]
+__all__ = ["CHUNK_BYTES", "ScoresToResample", "SliceLabelsOnInputGrid", "labels_from_resampled_scores"]

@@ -34,6 +34,12 @@ class AxisMapping:
     model_shape: tuple[int, int, int]  # (x, y, z) voxels of the model grid
     scale: tuple[float, float, float]
 
+    @property
+    def is_identity(self) -> bool:
+        """The model runs on the input's own grid: nothing to bring back."""
+        return (self.order == (0, 1, 2) and not any(self.flipped) and self.model_shape == self.input_shape
+                and np.allclose(self.scale, 1.0))
+
 
 def reorientation(direction: np.ndarray, code: str) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
     """For each target axis, the input axis that points closest along it and whether it points the other way."""
@@ -140,9 +146,8 @@ def labels_to_input_grid(labels: np.ndarray, mapping: AxisMapping, device: torch
     """Model-grid labels (k, j, i) back on the input grid by nearest neighbour; an input voxel past the model
     grid's edge takes the edge voxel (preprocessing.labels_on_input_grid says why). The gather runs on ``device``
     (the run's GPU: only the model grid's labels go up, the result comes down once)."""
-    if (mapping.order == (0, 1, 2) and not any(mapping.flipped) and mapping.model_shape == mapping.input_shape
-            and np.allclose(mapping.scale, 1.0)):
-        return labels  # the model ran on the input's own grid
+    if mapping.is_identity:
+        return labels
     device = device or torch.device("cpu")
     result = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
     for t in range(3):  # model axis t (array dim 2 - t) along reoriented input axis t

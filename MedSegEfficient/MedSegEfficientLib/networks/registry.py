@@ -9,11 +9,13 @@ register themselves, so importing anything under ``networks`` fills the table.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from MedSegEfficientLib.errors import NetworkConfigError
 
@@ -77,34 +79,39 @@ def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: 
     if spatial_dims not in spec.spatial_dims:
         raise NetworkConfigError(f"network '{name}' supports {spec.spatial_dims}D, not {spatial_dims}D")
     kwargs = resolve_arguments(name, preset, args)
-    build = lambda: spec.builder(spatial_dims=spatial_dims, in_channels=in_channels,  # noqa: E731
-                                 out_channels=out_channels, **kwargs)
     try:
-        parameters = _parameters_without_allocating(build)
-        if parameters is not None and parameters > MAX_PARAMETERS:
-            raise NetworkConfigError(f"network '{name}' with {_short(kwargs)} would have {parameters:,} parameters "
-                                     f"({parameters * 4 / 2**30:,.0f} GiB), more than the {MAX_PARAMETERS:,} this "
-                                     "package builds")
-        return build()
+        with _AllocationBound(name, kwargs):  # one build, refused before a file's arguments allocate a terabyte
+            return spec.builder(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
+                                **kwargs)
     except (TypeError, ValueError, AssertionError) as error:
         raise NetworkConfigError(f"network '{name}' rejected its arguments {_short(kwargs)}: {error}") from error
 
 
 MAX_PARAMETERS = 2 * 10**9  # 8 GiB of float32 weights: ten times the largest network this package knows
+_FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full}
 
 
-def _parameters_without_allocating(build) -> int | None:
-    """The parameter count of the network ``build`` makes, built on the meta device (shapes, no memory), so that
-    arguments from a file (a card's ``features`` of 100000) cannot make us allocate a terabyte. None where a
-    builder cannot run on the meta device; it is then built as it is."""
-    try:
-        with torch.device("meta"):
-            network = build()
-    except (TypeError, ValueError, AssertionError):
-        raise
-    except Exception:  # noqa: BLE001 - an operation the meta device lacks: no estimate, not an error
-        return None
-    return sum(parameter.numel() for parameter in network.parameters())
+class _AllocationBound(TorchFunctionMode):
+    """Counts what a network's construction asks the tensor factories for (its parameters and buffers are made by
+    them) and refuses, before the allocation, what would pass ``MAX_PARAMETERS`` float32 values in all: a card's
+    ``features`` of 100000 is one line, not a terabyte asked of the system."""
+
+    def __init__(self, name: str, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.name, self.kwargs, self.values = name, kwargs, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FACTORIES:
+            size = kwargs.get("size", args[0] if args else ())
+            if isinstance(size, int):  # torch.empty(2, 3) as well as torch.empty((2, 3))
+                size = args if func is not torch.full else (size,)
+            self.values += math.prod(int(n) for n in size)
+            if self.values > MAX_PARAMETERS:
+                raise NetworkConfigError(
+                    f"network '{self.name}' with {_short(self.kwargs)} would have more than {MAX_PARAMETERS:,} "
+                    f"parameters ({self.values * 4 / 2**30:,.0f} GiB asked so far), more than this package builds")
+        return func(*args, **kwargs)
 
 
 def _short(kwargs: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ its own host) and a delay on wrong tokens (guessing runs at ``1 / FAILED_TOKEN_S
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import socket
 import threading
@@ -93,8 +94,6 @@ class TokenGuard:
         self._failures = threading.Lock()
 
     def accepts(self, given: str) -> bool:
-        import hmac
-
         if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._expected):
             return True
         with self._failures:  # serialised: parallel guesses wait for each other
