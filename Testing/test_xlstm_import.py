@@ -173,10 +173,12 @@ def test_a_checkpoint_with_pickled_objects_is_refused(tmp_path, capsys):
 
 def test_folder_problems_are_named(tmp_path, capsys):
     folder, _ = write_results_folder(tmp_path, "bot", 3)
-    (folder / "fold_1").mkdir()
+    (folder / "fold_1").mkdir()  # a fold whose training never finished
     output = tmp_path / "m.safetensors"
-    assert main(["import", "xlstm-unet-nnunet", str(folder), "-o", str(output)]) == 2
-    assert "--fold" in capsys.readouterr().err
+    assert main(["import", "xlstm-unet-nnunet", str(folder), "--folds", "0,1", "-o", str(output)]) == 2
+    assert "no checkpoint_final.pth" in capsys.readouterr().err and not output.exists()
+    assert main(["import", "xlstm-unet-nnunet", str(folder), "--folds", "0,7", "-o", str(output)]) == 2
+    assert "no fold_7" in capsys.readouterr().err and not output.exists()
     (folder / "plans.json").unlink()
     assert main(["import", "xlstm-unet-nnunet", str(folder), "--fold", "0", "-o", str(output)]) == 2
     assert "plans.json not found" in capsys.readouterr().err and not output.exists()

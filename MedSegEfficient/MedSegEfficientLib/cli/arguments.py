@@ -177,7 +177,12 @@ def add_commands(commands) -> None:
                           help="what the source is (see above)")
     importer.add_argument("source", help="the .pth file, or the trained model folder")
     importer.add_argument("--card", help="pth: model card JSON describing the network")
-    importer.add_argument("--fold", help="nnU-Net: which fold_* to take (default: the only one)")
+    importer.add_argument("--folds", "--fold", dest="folds", metavar="F[,F...]",
+                          help="nnU-Net: the fold_* to take, several averaged as nnU-Net does, e.g. 0,1,2,3,4 "
+                               "(default: every numbered fold, as nnUNetPredictor)")
+    importer.add_argument("--no-mirroring", action="store_true",
+                          help="nnU-Net: no test-time mirroring (by default along the axes the checkpoint allows, "
+                               "every combination, as nnUNetPredictor; 8 passes a tile for three axes)")
     importer.add_argument("--checkpoint", help="nnU-Net: checkpoint file name (default: checkpoint_final.pth)")
     importer.add_argument("--name", help="model name shown in pickers (default: from the source)")
     importer.add_argument("--classes", type=whole(2, 4096), default=2, help="encoder imports: output classes with background")

@@ -26,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
     refuse_inputs_as_outputs([Path(args.source)] + ([Path(args.card)] if getattr(args, "card", None) else []),
                              [Path(args.output)])
     if args.format == "nnunet":
-        output = import_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
+        output = import_nnunet(args.source, args.output, args.folds, args.checkpoint, args.name, not args.no_mirroring)
     elif args.format == "xlstm-unet-nnunet":
-        output = import_xlstm_unet_nnunet(args.source, args.output, args.fold, args.checkpoint, args.name)
+        output = import_xlstm_unet_nnunet(args.source, args.output, args.folds, args.checkpoint, args.name,
+                                          not args.no_mirroring)
     elif args.format == "mlla-imagenet":
         output = import_mlla_imagenet(args.source, args.output, args.classes, args.name, args.decoder_init)
     elif args.format == "hrmedseg-pfd":

@@ -10,7 +10,9 @@ TotalSegmentator 2 use. Labels come from dataset.json, normalisation and spacing
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import torch
 
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.importers.nnunet_results import (NnUNetResult, imported_card, network_topology,
@@ -21,20 +23,28 @@ from MedSegEfficientLib.model.weights import build_from_card, load_weights, save
 from MedSegEfficientLib.networks.baselines.nnunet_v2 import ARCHITECTURES
 
 
-def import_nnunet(folder: str | Path, output: str | Path, fold: str | None = None, checkpoint: str | None = None,
-                  name: str | None = None) -> Path:
-    result = read_results_folder(folder, fold, checkpoint)
+def import_nnunet(folder: str | Path, output: str | Path, folds: str | list[str] | None = None,
+                  checkpoint: str | None = None, name: str | None = None, mirroring: bool = True) -> Path:
+    result = read_results_folder(folder, folds, checkpoint)
     architecture, arch_kwargs = architecture_from_plans(result)
     card = imported_card(result, NetworkInfo("nnunet_v2", None, {"architecture": architecture,
                                                                   "arch_kwargs": arch_kwargs}),
-                         f"nnU-Net {architecture}", name)
+                         f"nnU-Net {architecture}", name, mirroring)
     labels_in_dataset = len(result.dataset.get("labels", {}))
     if card.out_channels != labels_in_dataset:
         raise MedSegError(f"dataset.json's {labels_in_dataset} labels are not numbered 0..{labels_in_dataset - 1}")
     network = build_from_card(card)
-    load_weights(network, {strip_wrapper_prefix(key): value for key, value in result.weights.items()},
-                 result.checkpoint_path.name)
+    load_weights(network, fold_tensors(result.fold_weights, strip_wrapper_prefix), result.checkpoint_path.name)
     return save_model(output, card, network)
+
+
+def fold_tensors(fold_weights: list[dict[str, torch.Tensor]],
+                 rename: Callable[[str], str]) -> dict[str, torch.Tensor]:
+    """The folds' tensors under the network's names: as they are for one fold, ``members.<n>.`` for several."""
+    if len(fold_weights) == 1:
+        return {rename(key): value for key, value in fold_weights[0].items()}
+    return {f"members.{index}.{rename(key)}": value
+            for index, weights in enumerate(fold_weights) for key, value in weights.items()}
 
 
 def architecture_from_plans(result: NnUNetResult) -> tuple[str, dict[str, Any]]:
@@ -61,4 +71,4 @@ def architecture_from_plans(result: NnUNetResult) -> tuple[str, dict[str, Any]]:
     return architecture, arch_kwargs
 
 
-__all__ = ["architecture_from_plans", "import_nnunet"]
+__all__ = ["architecture_from_plans", "fold_tensors", "import_nnunet"]

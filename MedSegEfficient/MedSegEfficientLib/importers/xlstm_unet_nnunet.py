@@ -37,6 +37,8 @@ from MedSegEfficientLib.model.weights import build_from_card, load_weights, save
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.networks.mlstm.xlstm_unet import single_blocks_in_deep_half
 from MedSegEfficientLib.importers.nnunet_results import imported_card, network_topology, read_results_folder
+from MedSegEfficientLib.importers.nnunet_v2 import fold_tensors
+from MedSegEfficientLib.networks.fold_average import FoldAverage
 
 RENAMES: list[tuple[str, str]] = [
     (r"^encoder\.stem\.", "stem."),
@@ -57,17 +59,21 @@ RENAMES: list[tuple[str, str]] = [
 UNUSED = re.compile(r"^(xlstm\.norm\.|encoder\.xlstm_layers\.\d+\.norm\.)")
 
 
-def import_xlstm_unet_nnunet(folder: str | Path, output: str | Path, fold: str | None = None,
-                             checkpoint: str | None = None, name: str | None = None) -> Path:
-    result = read_results_folder(folder, fold, checkpoint)
+def import_xlstm_unet_nnunet(folder: str | Path, output: str | Path, folds: str | list[str] | None = None,
+                             checkpoint: str | None = None, name: str | None = None, mirroring: bool = True) -> Path:
+    result = read_results_folder(folder, folds, checkpoint)
     variant = _variant(result.trainer)
-    card = card_from_plans(result, variant, name)
+    card = card_from_plans(result, variant, name, mirroring)
     network = build_from_card(card)
-    tensors = rename_weights(result.weights)
-    for key, parameter in network.state_dict().items():  # our mLSTM output norm's bias; theirs has none
-        if key.endswith("layer.outnorm.bias") and key not in tensors:
-            tensors[key] = torch.zeros_like(parameter)
-    load_weights(network, tensors, result.checkpoint_path.name)
+    member = network.members[0] if isinstance(network, FoldAverage) else network
+    renamed = []
+    for weights in result.fold_weights:
+        tensors = rename_weights(weights)
+        for key, parameter in member.state_dict().items():  # our mLSTM output norm's bias; theirs has none
+            if key.endswith("layer.outnorm.bias") and key not in tensors:
+                tensors[key] = torch.zeros_like(parameter)
+        renamed.append(tensors)
+    load_weights(network, fold_tensors(renamed, lambda key: key), result.checkpoint_path.name)
     return save_model(output, card, network)
 
 
@@ -97,14 +103,14 @@ def rename_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return renamed
 
 
-def card_from_plans(result, variant: str, name: str | None = None) -> ModelCard:
+def card_from_plans(result, variant: str, name: str | None = None, mirroring: bool = True) -> ModelCard:
     topology = network_topology(result.config)
     encoder, decoder = single_blocks_in_deep_half(topology["encoder"], topology["decoder"])
     plan = {"features": topology["features"], "kernels": topology["kernels"], "strides": topology["strides"],
             "blocks": encoder, "decoder_blocks": decoder, "full_resolution_skip": result.spatial_dims == 3}
     patch = [int(p) for p in result.config["patch_size"]]
     network = NetworkInfo("xlstm_unet", f"{variant}_{result.spatial_dims}d", {"plan": plan, "patch_size": patch})
-    return imported_card(result, network, f"xLSTM-UNet {variant.capitalize()}", name)
+    return imported_card(result, network, f"xLSTM-UNet {variant.capitalize()}", name, mirroring)
 
 
 def _variant(trainer: str) -> str:

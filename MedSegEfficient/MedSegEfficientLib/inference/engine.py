@@ -25,6 +25,8 @@ from MedSegEfficientLib.inference.gpu.label_download import HostLabels
 from MedSegEfficientLib.inference.preflight import free_memory, require_ram
 from MedSegEfficientLib.inference.cleanup import clean_labels
 from MedSegEfficientLib.inference.mirroring import tensor_dims, with_mirroring
+from MedSegEfficientLib.inference.nnunet import tiling as nnunet_tiling
+from MedSegEfficientLib.inference.nnunet.pipeline import NnUNetScores, nnunet_model_grid
 from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
                                                         to_model_grid)
 from MedSegEfficientLib.inference.score_resampling import ScoresToResample, SliceLabelsOnInputGrid
@@ -34,6 +36,7 @@ from MedSegEfficientLib.inference.run_report import RunReport, SegmentationResul
 from MedSegEfficientLib.model.weak_labels import weak_labels_notice
 from MedSegEfficientLib.inference.gpu.slice_staging import slice_batches
 from MedSegEfficientLib.inference.sliding_window import count_batches, sliding_window
+from MedSegEfficientLib.inference.sliding_window import tile_starts as sliding_tile_starts
 from MedSegEfficientLib.volume import Volume
 
 ProgressCallback = Callable[[float, str], None]
@@ -116,13 +119,16 @@ class Segmenter:
                 on_device = self.options.device_preprocessing
                 if on_device is None:
                     on_device = self.device.type == "cuda"
-                grid = to_model_grid(volume, self.card, self.device if on_device else None)
+                if self.card.nnunet is not None:  # nnU-Net's own pipeline, with torch wherever the run is
+                    grid = nnunet_model_grid(volume, self.card, self.device if on_device else torch.device("cpu"))
+                else:
+                    grid = to_model_grid(volume, self.card, self.device if on_device else None)
                 tracker.stage("preprocessing", 1.0)
             with _timed(report, "network"):
                 labels = self._infer_with_fallback(grid, tracker, report, cancel is not None)
             with _timed(report, "postprocessing"):
                 tracker.stage("postprocessing", 0.0)
-                if isinstance(labels, ScoresToResample):
+                if isinstance(labels, (ScoresToResample, NnUNetScores)):
                     labels = labels.labels()
                 elif not self._scores_resampled(grid):  # else a 2D run's labels are on the input grid already
                     labels = labels_on_input_grid(labels, grid, volume)
@@ -230,6 +236,8 @@ class Segmenter:
         forward = self._graphed_forward(("3d", batch, tuple(self.card.patch_size))) if graphed else self.model.network
         logits = self._volume_scores(grid, batch, tracker, forward)
         self._note_graph(forward)
+        if grid.nnunet is not None:
+            return NnUNetScores(logits[0], grid.nnunet, self.card.nnunet.scores, self._label_dtype())
         if self._scores_resampled(grid):
             return ScoresToResample(logits[0], grid.mapping, self._label_dtype())
         return self._argmax_labels(logits[0])
@@ -250,8 +258,8 @@ class Segmenter:
             tracker.advance()
         else:
             roi = tuple(self.card.patch_size)
-            overlap = self.options.tile_overlap()
-            tracker.expect(count_batches(spatial, roi, overlap, batch))
+            overlap, placement, weights, pad_value = self._tiling(roi, float(grid.array.min()))
+            tracker.expect(count_batches(spatial, roi, overlap, batch, placement))
             mirrored = self._mirrored(forward)
 
             def predictor(tiles: torch.Tensor) -> torch.Tensor:
@@ -262,12 +270,23 @@ class Segmenter:
             half = self.device.type == "cuda" and self.options.mixed_precision
             output_device = _blending_device(self.device, self.card.out_channels * math.prod(spatial) * (2 if half else 4))
             blend_dtype = torch.float16 if half and output_device.type == "cuda" else torch.float32
-            # Tiles beyond a small volume's edge are filled with its lowest value (air), as in training.
-            logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=float(grid.array.min()),
-                                    output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype)
+            logits = sliding_window(image, roi, batch, predictor, overlap=overlap, pad_value=pad_value,
+                                    output_device=output_device, on_batch=tracker.advance, dtype=blend_dtype,
+                                    placement=placement, weights=weights)
             del mirrored, predictor
         del image
         return logits
+
+    def _tiling(self, roi: tuple[int, ...], lowest: float) -> tuple:
+        """Overlap, tile placement, importance map and padding value: MONAI's, with tiles beyond a small volume's
+        edge filled with its lowest value (air), as in training; or nnU-Net's (its tile step, even spread,
+        Gaussian, zero padding) in its mode, unless the user set an overlap or fast mode."""
+        mode = self.card.nnunet
+        if mode is None:
+            return self.options.tile_overlap(), sliding_tile_starts, None, lowest
+        user_set = self.options.overlap is not None or self.options.fast
+        overlap = self.options.tile_overlap() if user_set else 1.0 - mode.tile_step
+        return overlap, nnunet_tiling.tile_starts, nnunet_tiling.importance_map(roi, self.device), 0.0
 
     def _argmax_labels(self, scores: torch.Tensor) -> np.ndarray:
         """Labels from (K, k, j, i) class scores, slab by slab: argmax's int64 result never covers the volume."""
@@ -291,6 +310,16 @@ class Segmenter:
         key = ("2d", batch, axis, slice_shape, half)  # volumes of any slice count share their full batches' graph
         forward = self._graphed_forward(key) if self._graphs_wanted(grid, batch) else self.model.network
         mirrored = self._mirrored(forward)
+        if grid.nnunet is not None:  # nnU-Net's 2d: the slices' scores kept, then resampled as its export does
+            scores = None
+            for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
+                tracker.check_cancel()
+                logits = self._forward_2d(slices, mirrored).float()
+                if scores is None:
+                    scores = torch.empty((logits.shape[1], count, *logits.shape[2:]), device=logits.device)
+                scores[:, start:start + logits.shape[0]] = logits.movedim(1, 0)
+                tracker.advance()
+            return NnUNetScores(scores, grid.nnunet, self.card.nnunet.scores, self._label_dtype())
         if self._scores_resampled(grid):  # each batch's scores straight to the input grid's slices
             on_input = SliceLabelsOnInputGrid(grid.mapping, self.card.slice_axis, self._label_dtype())
             for start, slices in slice_batches(grid.array, axis, batch, self.device, torch.float16 if half else None):
@@ -310,7 +339,8 @@ class Segmenter:
         return np.moveaxis(result.astype(self._label_dtype(), copy=False), 0, 2 - self.card.slice_axis)
 
     def _mirrored(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-        return with_mirroring(forward, tensor_dims(self.card.mirroring, self.card.spatial_dims, self.card.slice_axis))
+        return with_mirroring(forward, tensor_dims(self.card.mirroring, self.card.spatial_dims, self.card.slice_axis),
+                              combinations=self.card.nnunet is not None)
 
     def _graphs_wanted(self, grid: ModelGrid, batch: int) -> bool:
         if self.device.type != "cuda" or self.options.cuda_graphs is False:
@@ -338,9 +368,13 @@ class Segmenter:
         if self.card.patch_size is None:
             return _forward_padded(network, images, self._size_divisor())
         if self.card.slice_fit == "tile":  # tiles of the trained size at the native grid, as nnU-Net 2d runs
-            return torch.cat([sliding_window(image[None], self.card.patch_size, images.shape[0], network,
-                                             overlap=self.options.tile_overlap(), pad_value=float(image.min()))
-                              for image in images])
+            roi = tuple(self.card.patch_size)
+            tiled = []
+            for image in images:
+                overlap, placement, weights, pad_value = self._tiling(roi, float(image.min()))
+                tiled.append(sliding_window(image[None], roi, images.shape[0], network, overlap=overlap,
+                                            pad_value=pad_value, placement=placement, weights=weights))
+            return torch.cat(tiled)
         size = tuple(images.shape[2:])
         resized = F.interpolate(images, size=tuple(self.card.patch_size), mode="bilinear", align_corners=False)
         logits = network(resized)

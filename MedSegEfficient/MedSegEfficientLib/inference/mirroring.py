@@ -1,8 +1,10 @@
 """Test-time mirroring as the card asks: the network's scores averaged over the input and its mirror images along
-the given image axes of the model grid (each flipped back first). Costs one more forward pass per axis."""
+the given image axes of the model grid (each flipped back first). Costs one more forward pass per axis; in
+nnU-Net's mode, one per combination of axes (7 for three), as nnUNetPredictor mirrors."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 import torch
@@ -19,18 +21,20 @@ def tensor_dims(axes: list[int], spatial_dims: int, slice_axis: int = 2) -> list
     return [2 + in_plane.index(3 - axis) for axis in axes]
 
 
-def with_mirroring(forward: Forward, dims: list[int]) -> Forward:
+def with_mirroring(forward: Forward, dims: list[int], combinations: bool = False) -> Forward:
     if not dims:
         return forward
+    flips = [list(c) for n in range(1, len(dims) + 1) for c in itertools.combinations(dims, n)] if combinations \
+        else [[dim] for dim in dims]
 
     def mirrored(images: torch.Tensor) -> torch.Tensor:
         first = forward(images)
         total = first.float()  # a new tensor: a CUDA graph's static output is overwritten by the next call
         if total.data_ptr() == first.data_ptr():
             total = total.clone()
-        for dim in dims:
-            total += forward(images.flip(dim)).float().flip(dim)
-        return (total / (len(dims) + 1)).to(first.dtype)
+        for flip in flips:
+            total += forward(images.flip(flip)).float().flip(flip)
+        return (total / (len(flips) + 1)).to(first.dtype)
 
     return mirrored
 

@@ -27,6 +27,7 @@ class ModelGrid:
     array: np.ndarray | torch.Tensor  # (C, k, j, i); a tensor on the run's device when made by torch
     geometry: Volume  # geometry of the model grid (its array is a placeholder of the grid shape)
     mapping: AxisMapping | None = None  # how scores or labels go back to the input grid by index arithmetic
+    nnunet: object | None = None  # nnU-Net's mode: where its crop and resampling came from (NnUNetGridInfo)
 
 
 def segmentable(volume: Volume) -> Volume:

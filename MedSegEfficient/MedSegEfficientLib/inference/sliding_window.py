@@ -27,9 +27,13 @@ def tile_starts(size: int, roi: int, overlap: float) -> list[int]:
     return sorted({min(index * interval, size - roi) for index in range(count)})
 
 
-def tile_origins(spatial: Sequence[int], roi: Sequence[int], overlap: float) -> list[tuple[int, ...]]:
+Placement = Callable[[int, int, float], list[int]]  # (axis size, tile, overlap) -> tile starts
+
+
+def tile_origins(spatial: Sequence[int], roi: Sequence[int], overlap: float,
+                 placement: Placement = tile_starts) -> list[tuple[int, ...]]:
     padded = [max(s, r) for s, r in zip(spatial, roi)]
-    return list(itertools.product(*(tile_starts(s, r, overlap) for s, r in zip(padded, roi))))
+    return list(itertools.product(*(placement(s, r, overlap) for s, r in zip(padded, roi))))
 
 
 def gaussian_weights(roi: Sequence[int], device: torch.device, sigma_scale: float = 0.125) -> torch.Tensor:
@@ -46,12 +50,14 @@ def gaussian_weights(roi: Sequence[int], device: torch.device, sigma_scale: floa
 
 def sliding_window(image: torch.Tensor, roi: Sequence[int], batch_size: int, predictor: Predictor,
                    overlap: float = 0.5, pad_value: float = 0.0, output_device: torch.device | None = None,
-                   on_batch: Callable[[], None] | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                   on_batch: Callable[[], None] | None = None, dtype: torch.dtype = torch.float32,
+                   placement: Placement = tile_starts, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Blend ``predictor`` outputs over tiles of ``image`` (1, C, *spatial); returns (1, K, *spatial) in ``dtype``.
 
     Tiles run on ``image``'s device; the blended output accumulates on ``output_device`` (the host, for
     volumes whose class scores would not fit in GPU memory) in ``dtype`` (float16 halves the largest buffer
-    of a GPU run). ``on_batch`` runs after every batch of tiles.
+    of a GPU run). ``on_batch`` runs after every batch of tiles. ``placement`` and ``weights`` (a tile's importance
+    map) default to MONAI's; nnU-Net's mode gives its own (inference/nnunet/tiling.py).
     """
     spatial = tuple(image.shape[2:])
     roi = tuple(int(r) for r in roi)
@@ -63,8 +69,8 @@ def sliding_window(image: torch.Tensor, roi: Sequence[int], batch_size: int, pre
         pads += [missing // 2, missing - missing // 2]
     padded = F.pad(image, pads, value=pad_value) if any(pads) else image
     padded_spatial = tuple(padded.shape[2:])
-    origins = tile_origins(padded_spatial, roi, overlap)
-    weights = gaussian_weights(roi, output_device).to(dtype)
+    origins = tile_origins(padded_spatial, roi, overlap, placement)
+    weights = (gaussian_weights(roi, output_device) if weights is None else weights.to(output_device)).to(dtype)
     output: torch.Tensor | None = None
     weight_sum = torch.zeros(padded_spatial, device=output_device, dtype=dtype)
     for first in range(0, len(origins), batch_size):
@@ -85,8 +91,9 @@ def sliding_window(image: torch.Tensor, roi: Sequence[int], batch_size: int, pre
     return output[(slice(None), slice(None), *crop)]
 
 
-def count_batches(spatial: Sequence[int], roi: Sequence[int], overlap: float, batch_size: int) -> int:
-    return math.ceil(len(tile_origins(spatial, roi, overlap)) / batch_size)
+def count_batches(spatial: Sequence[int], roi: Sequence[int], overlap: float, batch_size: int,
+                  placement: Placement = tile_starts) -> int:
+    return math.ceil(len(tile_origins(spatial, roi, overlap, placement)) / batch_size)
 
 
 def _window(origin: Sequence[int], roi: Sequence[int]) -> tuple[slice, ...]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from MedSegEfficientLib.errors import ModelFileError
+from MedSegEfficientLib.model.nnunet_mode import NnUNetMode, parse_nnunet_mode
 from MedSegEfficientLib.model.postprocessing_rules import LabelCleanup, is_sided, parse_cleanup, parse_mirroring
 
 CARD_FORMAT = "medseg-model"
@@ -77,7 +78,8 @@ class ModelCard:
     # islands; image axes of the model grid to mirror at test time. Each is kept only where it raised the
     # validation Dice (training/choose_postprocessing.py).
     postprocessing: dict[str, LabelCleanup] = field(default_factory=dict)
-    mirroring: list[int] = field(default_factory=list)
+    mirroring: list[int] = field(default_factory=list)  # image axes; in nnU-Net's mode, every combination of them
+    nnunet: NnUNetMode | None = None  # run through nnU-Net's own pipeline (imported nnU-Net models)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format: str = CARD_FORMAT
@@ -134,8 +136,11 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
         problems.append("field 'slice_axis' must be 0, 1 or 2")
     _check_scalars(data, problems)
     cleanup = parse_cleanup(data.get("postprocessing"), {label.name for label in labels}, problems)
+    nnunet = parse_nnunet_mode(data.get("nnunet"), problems)
+    # nnU-Net's mode mirrors as its checkpoint allows: whether sided labels survive it was the trainer's choice.
+    sided = data.get("nnunet") is None and any(is_sided(label.name, label.modifier) for label in labels)
     mirroring = parse_mirroring(data.get("mirroring"), dims, data.get("slice_axis", 2), data.get("orientation", "LPS"),
-                                any(is_sided(label.name, label.modifier) for label in labels), problems)
+                                sided, problems)
     if problems or network is None:
         return None
     return ModelCard(
@@ -145,6 +150,7 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
         patch_size=data.get("patch_size"), size_divisor=int(data.get("size_divisor", 16)),
         slice_axis=int(data.get("slice_axis", 2)), slice_fit=data.get("slice_fit", "resize"), training=dict(data.get("training", {})),
         metrics=dict(data.get("metrics", {})), format_version=version, postprocessing=cleanup, mirroring=mirroring,
+        nnunet=nnunet,
     )
 
 

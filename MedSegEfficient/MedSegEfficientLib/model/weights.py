@@ -21,6 +21,7 @@ from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.model.library import resolve_model_path
 from MedSegEfficientLib.model.model_file import CARD_METADATA_KEY, read_card
 from MedSegEfficientLib.networks import build_network
+from MedSegEfficientLib.networks.fold_average import FoldAverage
 
 
 @dataclass
@@ -31,8 +32,20 @@ class LoadedModel:
 
 
 def build_from_card(card: ModelCard) -> nn.Module:
-    return build_network(card.network.name, card.spatial_dims, card.in_channels, card.out_channels,
-                         preset=card.network.preset, args=card.network.args)
+    """The card's network; with ``folds`` in its arguments, that many copies averaged (networks/fold_average.py)."""
+    args = dict(card.network.args)
+    folds = args.pop("folds", 1)
+
+    def build() -> nn.Module:
+        return build_network(card.network.name, card.spatial_dims, card.in_channels, card.out_channels,
+                             preset=card.network.preset, args=args)
+
+    if folds == 1:
+        return build()
+    try:
+        return FoldAverage(build, folds)
+    except ValueError as error:
+        raise ModelFileError(f"network '{card.network.name}': {error}") from None
 
 
 def save_model(path: str | os.PathLike, card: ModelCard, network: nn.Module, half: bool = False) -> Path:

@@ -1,0 +1,1 @@
+"""nnU-Net's own pipeline around an imported nnU-Net network: its crop, resampling, tiles and export."""
