@@ -145,3 +145,53 @@ def test_two_names_of_one_tensor_must_agree():
         load_weights(original_network("PlainConvUNet", 2), tensors, "checkpoint_final.pth")
     del tensors[alias]  # one name is enough: the other is filled through the alias
     load_weights(original_network("PlainConvUNet", 2), tensors, "checkpoint_final.pth")
+
+
+def test_several_folds_are_averaged_each_stored_once_and_mirroring_follows_the_checkpoint(tmp_path, capsys):
+    from safetensors import safe_open
+
+    folder, first = results_folder(tmp_path, "PlainConvUNet", 3, "new")
+    plans = json.loads((folder / "plans.json").read_text())
+    second = original_network("PlainConvUNet", 3)
+    with torch.no_grad():
+        for parameter in second.parameters():
+            parameter.mul_(0.5)
+    (folder / "fold_3").mkdir()
+    checkpoint = nnunet_checkpoint(second, "nnUNetTrainer", "3d_fullres", plans, DATASET)
+    checkpoint["inference_allowed_mirroring_axes"] = (1, 2)  # nnU-Net's array axes (z, y, x): y and x
+    torch.save(checkpoint, folder / "fold_3" / "checkpoint_final.pth")
+    second.decoder.deep_supervision = False
+    output = tmp_path / "folds.safetensors"
+    assert main(["import", "nnunet", str(folder), "-o", str(output)]) == 0  # every fold, as nnUNetPredictor
+    model = load_model(output)
+    assert model.card.training["folds"] == ["fold_0", "fold_3"] and model.card.network.args["folds"] == 2
+    assert model.card.mirroring == [0, 1, 2] and model.card.nnunet is not None  # fold_0's checkpoint: (0, 1, 2)
+    image = torch.randn(1, 1, *TOPOLOGY[3]["patch"])
+    with torch.inference_mode():
+        expected = (first.eval()(image) + second.eval()(image)) / 2
+        assert float((model.network(image) - expected).abs().max()) < 1e-4
+    single = tmp_path / "fold3.safetensors"
+    assert main(["import", "nnunet", str(folder), "--folds", "3", "--no-mirroring", "-o", str(single)]) == 0
+    keys = {}
+    for path in (output, single):
+        with safe_open(str(path), "pt") as handle:
+            keys[path] = list(handle.keys())
+    assert len(keys[output]) == 2 * len(keys[single])  # each fold's tensors once
+    card = load_model(single).card
+    assert card.mirroring == [] and card.training["allowed_mirroring_axes"] == [1, 2]
+    mirrored = tmp_path / "fold3m.safetensors"
+    assert main(["import", "nnunet", str(folder), "--folds", "3", "-o", str(mirrored)]) == 0
+    assert load_model(mirrored).card.mirroring == [0, 1]  # image axes x and y
+
+
+def test_plans_outside_nnunets_default_pipeline_are_refused(tmp_path, capsys):
+    folder, _ = results_folder(tmp_path, "PlainConvUNet", 3, "new")
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["use_mask_for_norm"] = [True]
+    (folder / "plans.json").write_text(json.dumps(plans))
+    assert main(["import", "nnunet", str(folder), "-o", str(tmp_path / "a.safetensors")]) == 2
+    assert "use_mask_for_norm" in capsys.readouterr().err
+    plans["configurations"]["3d_fullres"].update(use_mask_for_norm=[False], resampling_fn_data="my_resampler")
+    (folder / "plans.json").write_text(json.dumps(plans))
+    assert main(["import", "nnunet", str(folder), "-o", str(tmp_path / "b.safetensors")]) == 2
+    assert "my_resampler" in capsys.readouterr().err and not list(tmp_path.glob("*.safetensors"))

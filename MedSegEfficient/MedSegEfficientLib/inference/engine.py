@@ -210,7 +210,8 @@ class Segmenter:
         geometry: a teacher's soft targets for distillation (training/soft_targets.py). No clean-up is applied."""
         volume = segmentable(volume)
         check_input(volume, self.card)
-        grid = to_model_grid(volume, self.card)
+        grid = nnunet_model_grid(volume, self.card, torch.device("cpu")) if self.card.nnunet is not None \
+            else to_model_grid(volume, self.card)
         needed = 2 * self.card.out_channels * math.prod(grid.array.shape[1:]) * 4  # scores and their softmax
         available = free_memory("cpu")[1]
         if self.options.check_memory and available is not None and needed > available:

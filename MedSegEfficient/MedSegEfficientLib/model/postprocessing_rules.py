@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ISLAND_RANGE_MM3 = (0.0, 1e7)  # up to 10 litres: beyond is a unit mistake
-_SIDED = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+_SIDED = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)  # "kidney_left" too
 _LEFT_RIGHT = {"L", "R"}
 
 
