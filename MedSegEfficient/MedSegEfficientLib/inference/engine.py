@@ -143,6 +143,16 @@ class Segmenter:
         report.peak_ram_bytes = peak_ram_bytes()
         return SegmentationResult(labels, report)
 
+    def nnunet_scores(self, volume: Volume) -> NnUNetScores:
+        """An nnU-Net-mode model's blended logits on its model grid, on their way to labels (``.labels()``): what
+        ``segment`` computes before its argmax, for comparing class scores with nnU-Net's own (the parity harness)."""
+        if self.card.nnunet is None:
+            raise MedSegError(f"model '{self.card.name}' does not run in nnU-Net's mode")
+        volume = segmentable(volume)
+        check_input(volume, self.card)
+        grid = nnunet_model_grid(volume, self.card, self.device)
+        return self._infer_with_fallback(grid, _Tracker(None, None), RunReport(device=describe_device(self.device)))
+
     def _return_home(self, report: RunReport) -> None:
         """A fallback to the CPU holds for one run: the next run tries the chosen device again."""
         if self.device != self._home_device:
