@@ -122,3 +122,56 @@ def test_the_card_field_is_checked():
                          ({"scores": {"force_separate_z": "yes"}}, "force_separate_z"), ({"steps": 1}, "unknown")]:
         with pytest.raises(ModelFileError, match=message):
             ModelCard.from_dict({**base, "nnunet": bad})
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_engine_gives_nnunets_predictor_labels_on_small_models(tmp_path, dims):
+    """A 2d and a 3d_fullres model (random weights, two folds, mirroring) on a small CT whose spacing differs from
+    the plans': nnUNetPredictor (nnunetv2's own) and the engine after the import agree voxel for voxel."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from MedSegEfficientLib.importers.nnunet_v2 import import_nnunet
+    from MedSegEfficientLib.inference.engine import SegmentOptions, Segmenter
+    from MedSegEfficientLib.model.weights import load_model
+    from MedSegEfficientLib.volume import Volume
+    from authors_xlstm_layout import nnunet_checkpoint
+    from test_nnunet_import import DATASET, original_network, results_folder
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from nnunet_predictor import nnunet_predictor
+
+    folder, _ = results_folder(tmp_path, "PlainConvUNet", dims, "new")
+    plans = json.loads((folder / "plans.json").read_text())
+    configuration = "3d_fullres" if dims == 3 else "2d"
+    plans["configurations"][configuration].update({
+        "preprocessor_name": "DefaultPreprocessor", "batch_dice": False,
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_probabilities":
+            "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None}})
+    (folder / "plans.json").write_text(json.dumps(plans))
+    second = original_network("PlainConvUNet", dims)
+    with torch.no_grad():
+        for parameter in second.parameters():
+            parameter.mul_(1.2)
+    (folder / "fold_1").mkdir()
+    torch.save(nnunet_checkpoint(second, "nnUNetTrainer", configuration, plans, DATASET),
+               folder / "fold_1" / "checkpoint_final.pth")
+    for fold in ("fold_0", "fold_1"):  # the axes a 2D trainer allows: its two
+        checkpoint = torch.load(folder / fold / "checkpoint_final.pth", weights_only=False)
+        checkpoint["inference_allowed_mirroring_axes"] = tuple(range(dims))
+        torch.save(checkpoint, folder / fold / "checkpoint_final.pth")
+    rng = np.random.default_rng(dims)
+    array = (rng.normal(size=(14, 37, 45)) * 300).astype(np.int16)
+    array[:2] = 0  # a zero border: nnU-Net crops it away and gives it label 0
+    volume = Volume(array, (1.1, 0.9, 3.1))
+    imported = import_nnunet(folder, tmp_path / "m.safetensors", ["0", "1"])
+    ours = Segmenter(load_model(imported), SegmentOptions(device="cpu")).segment(volume).labels
+    predictor = nnunet_predictor(folder, (0, 1), torch.device("cpu"))
+    expected = predictor.predict_single_npy_array(array.astype(np.float32)[None], {"spacing": [3.1, 0.9, 1.1]},
+                                                  None, None, False)
+    assert ours.shape == expected.shape
+    assert np.mean(ours == expected) > 0.999 and (ours[:2] == 0).all()
