@@ -2,7 +2,8 @@
 (nnunetv2 2.8.1 from PyPI): its dataset layout, fingerprint, planner, preprocessor and trainer.
 
     python training/make_nnunet_parity_model.py prepare WORK   # here, on the CPU: dataset, plans, preprocessing
-    python training/make_nnunet_parity_model.py train WORK --epochs 20 --iterations 50   # folds 0 and 1
+    python training/make_nnunet_parity_model.py train WORK --folds 0 --epochs 20 --iterations 50
+    python training/make_nnunet_parity_model.py train WORK --folds 1 --epochs 10 --iterations 50
     python training/make_nnunet_parity_model.py export WORK Testing/data/nnunet_parity
 
 Data: TotalSegmentator 2.18.0's sample CT and its mask (Apache-2.0), four organs (spleen, right and left kidney,
