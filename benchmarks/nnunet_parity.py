@@ -132,11 +132,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--example-ct", type=Path, help="the sample CT (default: from `medseg sample-data`)")
+    parser.add_argument("--aorta-ct", type=Path, help="the 1.5 mm aorta CT (default: from `medseg sample-data`)")
     args = parser.parse_args()
-    from MedSegEfficientLib.io.sample_data import sample_paths
+    if args.example_ct is None:
+        from MedSegEfficientLib.io.sample_data import sample_paths
 
-    samples = sample_paths(names=["example_ct", "aorta_ct"])
-    results = run(parity_cases(samples["example_ct"], samples["aorta_ct"]), torch.device(args.device), args.model)
+        samples = sample_paths(names=["example_ct", "aorta_ct"])
+        args.example_ct, args.aorta_ct = samples["example_ct"], args.aorta_ct or samples["aorta_ct"]
+    results = run(parity_cases(args.example_ct, args.aorta_ct), torch.device(args.device), args.model)
     for result in results:
         scores = ", ".join(f"{name} {value:.4f}" if value is not None else f"{name} absent"
                            for name, value in result["dice"].items())
