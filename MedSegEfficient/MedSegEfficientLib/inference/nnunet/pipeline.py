@@ -5,11 +5,13 @@ Before (``DefaultPreprocessor.run_case_npy``): the array as stored (no reorienta
 non-zero voxels, normalised, then resampled to the plans' spacing with the data spline. After
 (``export_prediction.convert_predicted_logits_to_segmentation_with_correct_shape``): the logits resampled to the
 cropped input with the score spline, the argmax, and the labels put back in the box (0 outside). The logits go back
-a slab of input slices at a time, so no input-size score volume is ever held.
+a slab of input slices at a time, blended only where their source voxels disagree (``blended_argmax``), so no
+input-size score volume is ever held.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,7 @@ import torch
 
 from MedSegEfficientLib.errors import InputImageError
 from MedSegEfficientLib.inference.gpu.volume_upload import upload_volume
-from MedSegEfficientLib.inference.nnunet.resampling import new_shape, resize, resize_axis, sample_positions
+from MedSegEfficientLib.inference.nnunet.resampling import new_shape, resize, sample_positions
 from MedSegEfficientLib.inference.preprocessing import ModelGrid, normalize
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.model.nnunet_mode import Resampling
@@ -97,21 +99,58 @@ class NnUNetScores:
             return result
         length, count = logits.shape[1], target[0]
         positions = sample_positions(count, length, logits.device)
+        in_plane = [sample_positions(target[axis], logits.shape[axis + 1], logits.device) for axis in (1, 2)]
+        orders = [z_order] + [settings.order_z if axis == separate else settings.order for axis in (1, 2)]
         step = max(1, _SLAB_BYTES // (3 * logits.shape[0] * target[1] * target[2] * 4))
         for start in range(0, count, step):
             wanted = positions[start:start + step]
             low = int(torch.floor(wanted[0]).clamp(min=0))
             high = min(int(torch.floor(wanted[-1])) + 1, length - 1)
             slab = logits[:, low:high + 1].float()
-            slab = resize_axis(slab, 1, len(wanted), z_order, wanted - low)  # nearest or linear: axes commute
-            for axis in (1, 2):
-                order = settings.order_z if axis == separate else settings.order
-                slab = resize_axis(slab, axis + 1, target[axis], order)
-            cropped[start:start + len(wanted)] = self._argmax(slab)
+            labels = blended_argmax(slab, [wanted - low, *in_plane], orders)
+            cropped[start:start + len(wanted)] = labels.to(torch.int32).cpu().numpy().astype(self.dtype)
         return result
 
     def _argmax(self, scores: torch.Tensor) -> np.ndarray:
         return scores.argmax(0).to(torch.int32).cpu().numpy().astype(self.dtype)
 
 
-__all__ = ["NnUNetGridInfo", "NnUNetScores", "model_spacing", "nnunet_model_grid", "nonzero_box"]
+def blended_argmax(logits: torch.Tensor, positions: list[torch.Tensor], orders: list[int]) -> torch.Tensor:
+    """The argmax of ``logits`` (K, a, b, c) resampled at the grid of ``positions`` along each axis, linearly (order
+    1) or by nearest voxel (order 0), edges extended: what resizing every class and taking the argmax gives, without
+    the input-size score volume. Where all corners of a sample share their argmax, it is the blend's too (a
+    non-negative blend keeps a common maximum): only the samples whose corners disagree, a few per cent along the
+    labels' borders, are blended, all classes at once."""
+    corners = [_corners(p, n, order) for p, n, order in zip(positions, logits.shape[1:], orders)]
+    low = high = logits.argmax(0)
+    for dim, (lower, upper, _) in enumerate(corners):
+        low = torch.minimum(low.index_select(dim, lower), low.index_select(dim, upper))
+        high = torch.maximum(high.index_select(dim, lower), high.index_select(dim, upper))
+    mixed = torch.nonzero(low != high, as_tuple=True)
+    if mixed[0].numel():
+        total = None
+        for choice in itertools.product((0, 1), repeat=3):
+            index, weight = [], None
+            for dim, upper_side in enumerate(choice):
+                lower, upper, fraction = corners[dim]
+                index.append((upper if upper_side else lower)[mixed[dim]])
+                part = fraction[mixed[dim]] if upper_side else 1 - fraction[mixed[dim]]
+                weight = part if weight is None else weight * part
+            term = logits[:, index[0], index[1], index[2]] * weight.to(logits.dtype)
+            total = term if total is None else total.add_(term)
+        low[mixed] = total.argmax(0)
+    return low
+
+
+def _corners(positions: torch.Tensor, length: int, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lower and upper source voxel of each sample and the upper one's weight (0 for the nearest voxel)."""
+    if order == 0:  # SciPy rounds halves up
+        nearest = torch.floor(positions + 0.5).long().clamp_(0, length - 1)
+        return nearest, nearest, torch.zeros_like(positions)
+    below = torch.floor(positions)
+    lower = below.long().clamp(0, length - 1)
+    upper = (below.long() + 1).clamp_(0, length - 1)
+    return lower, upper, positions - below
+
+
+__all__ = ["NnUNetGridInfo", "NnUNetScores", "blended_argmax", "model_spacing", "nnunet_model_grid", "nonzero_box"]
