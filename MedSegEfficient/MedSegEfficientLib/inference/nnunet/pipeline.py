@@ -19,7 +19,7 @@ import torch
 
 from MedSegEfficientLib.errors import InputImageError
 from MedSegEfficientLib.inference.gpu.volume_upload import upload_volume
-from MedSegEfficientLib.inference.nnunet.resampling import new_shape, resize, sample_positions
+from MedSegEfficientLib.inference.nnunet.resampling import linear_corners, new_shape, resize, sample_positions
 from MedSegEfficientLib.inference.preprocessing import ModelGrid, normalize
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.model.nnunet_mode import Resampling
@@ -121,7 +121,7 @@ def blended_argmax(logits: torch.Tensor, positions: list[torch.Tensor], orders: 
     the input-size score volume. Where all corners of a sample share their argmax, it is the blend's too (a
     non-negative blend keeps a common maximum): only the samples whose corners disagree, a few per cent along the
     labels' borders, are blended, all classes at once."""
-    corners = [_corners(p, n, order) for p, n, order in zip(positions, logits.shape[1:], orders)]
+    corners = [linear_corners(p, n, order) for p, n, order in zip(positions, logits.shape[1:], orders)]
     low = high = logits.argmax(0)
     for dim, (lower, upper, _) in enumerate(corners):
         low = torch.minimum(low.index_select(dim, lower), low.index_select(dim, upper))
@@ -140,17 +140,6 @@ def blended_argmax(logits: torch.Tensor, positions: list[torch.Tensor], orders: 
             total = term if total is None else total.add_(term)
         low[mixed] = total.argmax(0)
     return low
-
-
-def _corners(positions: torch.Tensor, length: int, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Lower and upper source voxel of each sample and the upper one's weight (0 for the nearest voxel)."""
-    if order == 0:  # SciPy rounds halves up
-        nearest = torch.floor(positions + 0.5).long().clamp_(0, length - 1)
-        return nearest, nearest, torch.zeros_like(positions)
-    below = torch.floor(positions)
-    lower = below.long().clamp(0, length - 1)
-    upper = (below.long() + 1).clamp_(0, length - 1)
-    return lower, upper, positions - below
 
 
 __all__ = ["NnUNetGridInfo", "NnUNetScores", "blended_argmax", "model_spacing", "nnunet_model_grid", "nonzero_box"]

@@ -63,18 +63,27 @@ def resize_axis(data: torch.Tensor, dim: int, count: int, order: int,
         if length == count:
             return data
         positions = sample_positions(count, length, data.device)
-    if order == 0:  # SciPy rounds halves up
-        index = torch.floor(positions + 0.5).long().clamp_(0, length - 1)
-        return data.index_select(dim, index)
-    if order == 1:
-        below = torch.floor(positions)
-        weight = _along(dim, data.ndim, (positions - below).to(data.dtype))
-        lower = below.long().clamp(0, length - 1)
-        upper = (below.long() + 1).clamp_(0, length - 1)
+    if order in (0, 1):
+        lower, upper, fraction = linear_corners(positions, length, order)
+        if order == 0:
+            return data.index_select(dim, lower)
+        weight = _along(dim, data.ndim, fraction.to(data.dtype))
         return data.index_select(dim, lower) * (1 - weight) + data.index_select(dim, upper) * weight
     if order == 3:
         return _cubic_spline_axis(data, dim, positions)
     raise ValueError(f"spline order {order} is not one nnU-Net's plans use (0, 1 or 3)")
+
+
+def linear_corners(positions: torch.Tensor, length: int, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For order 1, the lower and upper source voxel of each sample and the upper one's weight; for order 0, the
+    nearest voxel twice (SciPy rounds halves up) and weight 0. Edges extended."""
+    if order == 0:
+        nearest = torch.floor(positions + 0.5).long().clamp_(0, length - 1)
+        return nearest, nearest, torch.zeros_like(positions)
+    below = torch.floor(positions)
+    lower = below.long().clamp(0, length - 1)
+    upper = (below.long() + 1).clamp_(0, length - 1)
+    return lower, upper, positions - below
 
 
 def _along(dim: int, ndim: int, values: torch.Tensor) -> torch.Tensor:
@@ -117,5 +126,5 @@ def spline_coefficients(data: torch.Tensor, dim: int) -> torch.Tensor:
     return c.movedim(0, dim)
 
 
-__all__ = ["new_shape", "resize", "resize_axis", "sample_positions",
+__all__ = ["linear_corners", "new_shape", "resize", "resize_axis", "sample_positions",
            "spline_coefficients"]

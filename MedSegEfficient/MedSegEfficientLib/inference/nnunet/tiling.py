@@ -3,9 +3,8 @@ its Gaussian importance map, for the generic blending in ``inference/sliding_win
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Sequence
-
 import numpy as np
 import torch
 
@@ -25,9 +24,11 @@ def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
     return [int(np.round(spacing * index)) for index in range(count)]  # NumPy's round: halves to even
 
 
-def importance_map(tile: Sequence[int], device: torch.device) -> torch.Tensor:
+@functools.lru_cache(maxsize=8)  # asked for per 2D slice and per 3D run: made once per tile and device
+def importance_map(tile: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """``compute_gaussian(tile, 1/8, 10)``: SciPy's truncated, normalised Gaussian kernel along each axis, centred
-    on voxel ``size // 2``, scaled to a peak of 10, rounded to float16 and its zeros raised to its smallest value."""
+    on voxel ``size // 2``, scaled to a peak of 10, rounded to float16 and its zeros raised to its smallest value.
+    Shared between callers: read it, never write to it."""
     weights = torch.ones((), dtype=torch.float64)
     for size in tile:
         sigma = size * _SIGMA_SCALE
