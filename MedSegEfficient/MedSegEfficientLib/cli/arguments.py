@@ -166,14 +166,17 @@ def add_commands(commands) -> None:
                                    description="pth: a plain PyTorch state dict described by --card; "
                                                "nnunet: a trained nnU-Net v2 model folder (PlainConvUNet or "
                                                "ResidualEncoderUNet; plans.json, dataset.json, fold_*/checkpoint); "
+                                               "totalsegmentator: TotalSegmentator's weights folder (e.g. "
+                                               "~/.totalsegmentator/nnunet/results), a task split over several "
+                                               "nnU-Net models merged into one model file (--task); "
                                                "xlstm-unet-nnunet: an nnU-Net v2 trained model folder of the "
                                                "xLSTM-UNet authors (plans.json, dataset.json, fold_*/checkpoint); "
                                                "mlla-imagenet / hrmedseg-pfd: pretrained encoder weights into a "
                                                "new MLLA-UNet / HRMedSeg model to train with medseg train --init; "
                                                "tm-unet / mlla-unet: a whole network saved by the TM-UNet / "
                                                "MLLA-UNet authors' training code")
-    importer.add_argument("format", choices=["pth", "nnunet", "xlstm-unet-nnunet", "mlla-imagenet", "hrmedseg-pfd", "tm-unet",
-                                             "mlla-unet"],
+    importer.add_argument("format", choices=["pth", "nnunet", "totalsegmentator", "xlstm-unet-nnunet", "mlla-imagenet",
+                                             "hrmedseg-pfd", "tm-unet", "mlla-unet"],
                           help="what the source is (see above)")
     importer.add_argument("source", help="the .pth file, or the trained model folder")
     importer.add_argument("--card", help="pth: model card JSON describing the network")
@@ -184,6 +187,9 @@ def add_commands(commands) -> None:
                           help="nnU-Net: no test-time mirroring (by default along the axes the checkpoint allows, "
                                "every combination, as nnUNetPredictor; 8 passes a tile for three axes)")
     importer.add_argument("--checkpoint", help="nnU-Net: checkpoint file name (default: checkpoint_final.pth)")
+    importer.add_argument("--task", default="total",
+                          help="totalsegmentator: total (default; its five parts), total_v3, total_mr, "
+                               "headneck_muscles, or dataset ids in merge order, e.g. 291,292")
     importer.add_argument("--name", help="model name shown in pickers (default: from the source)")
     importer.add_argument("--classes", type=whole(2, 4096), default=2, help="encoder imports: output classes with background")
     importer.add_argument("--size", type=int,

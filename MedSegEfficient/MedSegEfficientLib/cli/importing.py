@@ -1,5 +1,5 @@
-"""``medseg import``: other projects' released weights (a plain state dict, trained nnU-Net v2 models, the
-xLSTM-UNet authors' nnU-Net models, pretrained MLLA and HRMedSeg encoders) into model files."""
+"""``medseg import``: other projects' released weights (a plain state dict, trained nnU-Net v2 models,
+TotalSegmentator's multi-part tasks, the xLSTM-UNet authors' nnU-Net models, pretrained MLLA and HRMedSeg encoders) into model files."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from MedSegEfficientLib.importers.mlla_imagenet import import_mlla_imagenet
 from MedSegEfficientLib.importers.mlla_unet import import_mlla_unet
 from MedSegEfficientLib.importers.nnunet_v2 import import_nnunet
 from MedSegEfficientLib.importers.tm_unet import import_tm_unet
+from MedSegEfficientLib.importers.totalsegmentator import import_totalsegmentator
 from MedSegEfficientLib.importers.xlstm_unet_nnunet import import_xlstm_unet_nnunet
 from MedSegEfficientLib.io.outputs import refuse_inputs_as_outputs
 from MedSegEfficientLib.model.card import ModelCard
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
                              [Path(args.output)])
     if args.format == "nnunet":
         output = import_nnunet(args.source, args.output, args.folds, args.checkpoint, args.name, not args.no_mirroring)
+    elif args.format == "totalsegmentator":
+        output = import_totalsegmentator(args.source, args.output, args.task, args.name)
     elif args.format == "xlstm-unet-nnunet":
         output = import_xlstm_unet_nnunet(args.source, args.output, args.folds, args.checkpoint, args.name,
                                           not args.no_mirroring)

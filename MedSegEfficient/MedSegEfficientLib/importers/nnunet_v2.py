@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.importers.nnunet_results import (NnUNetResult, imported_card, network_topology,
                                                          read_results_folder)
-from MedSegEfficientLib.model.card import NetworkInfo
+from MedSegEfficientLib.model.card import ModelCard, NetworkInfo
 from MedSegEfficientLib.model.pth_import import strip_wrapper_prefix
 from MedSegEfficientLib.model.weights import build_from_card, load_weights, save_model
 from MedSegEfficientLib.networks.baselines.nnunet_v2 import ARCHITECTURES
@@ -25,7 +26,12 @@ from MedSegEfficientLib.networks.baselines.nnunet_v2 import ARCHITECTURES
 
 def import_nnunet(folder: str | Path, output: str | Path, folds: str | list[str] | None = None,
                   checkpoint: str | None = None, name: str | None = None, mirroring: bool = True) -> Path:
-    result = read_results_folder(folder, folds, checkpoint)
+    card, network = nnunet_model(read_results_folder(folder, folds, checkpoint), name, mirroring)
+    return save_model(output, card, network)
+
+
+def nnunet_model(result: NnUNetResult, name: str | None = None, mirroring: bool = True) -> tuple[ModelCard, nn.Module]:
+    """The card and the network with the checkpoint's weights, as ``import_nnunet`` stores them."""
     architecture, arch_kwargs = architecture_from_plans(result)
     card = imported_card(result, NetworkInfo("nnunet_v2", None, {"architecture": architecture,
                                                                   "arch_kwargs": arch_kwargs}),
@@ -35,7 +41,7 @@ def import_nnunet(folder: str | Path, output: str | Path, folds: str | list[str]
         raise MedSegError(f"dataset.json's {labels_in_dataset} labels are not numbered 0..{labels_in_dataset - 1}")
     network = build_from_card(card)
     load_weights(network, fold_tensors(result.fold_weights, strip_wrapper_prefix), result.checkpoint_path.name)
-    return save_model(output, card, network)
+    return card, network
 
 
 def fold_tensors(fold_weights: list[dict[str, torch.Tensor]],
@@ -71,4 +77,4 @@ def architecture_from_plans(result: NnUNetResult) -> tuple[str, dict[str, Any]]:
     return architecture, arch_kwargs
 
 
-__all__ = ["architecture_from_plans", "fold_tensors", "import_nnunet"]
+__all__ = ["architecture_from_plans", "fold_tensors", "import_nnunet", "nnunet_model"]

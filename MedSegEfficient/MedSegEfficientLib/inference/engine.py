@@ -25,7 +25,9 @@ from MedSegEfficientLib.inference.gpu.label_download import HostLabels
 from MedSegEfficientLib.inference.preflight import free_memory, require_ram
 from MedSegEfficientLib.inference.cleanup import clean_labels
 from MedSegEfficientLib.inference.mirroring import tensor_dims, with_mirroring
+from MedSegEfficientLib.inference.multi_part import segment_parts
 from MedSegEfficientLib.inference.nnunet import tiling as nnunet_tiling
+from MedSegEfficientLib.inference.nnunet.orientation import oriented
 from MedSegEfficientLib.inference.nnunet.pipeline import NnUNetScores, nnunet_model_grid
 from MedSegEfficientLib.inference.preprocessing import (ModelGrid, check_input, labels_on_input_grid, segmentable,
                                                         to_model_grid)
@@ -92,6 +94,9 @@ class Segmenter:
         # batches would otherwise pay every time. Its memory stays with the Segmenter.
         self._graphed: dict[tuple, GraphedForward] = {}
         self._weak_labels = weak_labels_notice(model.card)
+        # A multi-part model: one engine per part, sharing this one's options (inference/multi_part.py).
+        self._parts = [Segmenter(LoadedModel(part, network, model.path), self.options)
+                       for part, network in zip(model.card.parts, getattr(model.network, "parts", []))]
 
     @classmethod
     def from_file(cls, path, options: SegmentOptions | None = None) -> "Segmenter":
@@ -103,6 +108,8 @@ class Segmenter:
 
     def segment(self, volume: Volume, progress: ProgressCallback | None = None,
                 cancel: CancelCheck | None = None) -> SegmentationResult:
+        if self._parts:
+            return segment_parts(self._parts, self.card, volume, progress, cancel)
         volume = segmentable(volume)
         report = RunReport(device=describe_device(self.device))
         if self._weak_labels:
@@ -119,8 +126,11 @@ class Segmenter:
                 on_device = self.options.device_preprocessing
                 if on_device is None:
                     on_device = self.device.type == "cuda"
+                labels_back = None
                 if self.card.nnunet is not None:  # nnU-Net's own pipeline, with torch wherever the run is
-                    grid = nnunet_model_grid(volume, self.card, self.device if on_device else torch.device("cpu"))
+                    turned, labels_back = oriented(volume, self.card.orientation)
+                    grid = nnunet_model_grid(turned, self.card, self.device if on_device else torch.device("cpu"))
+                    del turned
                 else:
                     grid = to_model_grid(volume, self.card, self.device if on_device else None)
                 tracker.stage("preprocessing", 1.0)
@@ -130,8 +140,10 @@ class Segmenter:
                 tracker.stage("postprocessing", 0.0)
                 if isinstance(labels, (ScoresToResample, NnUNetScores)):
                     labels = labels.labels()
-                elif not self._scores_resampled(grid):  # else a 2D run's labels are on the input grid already
+                elif labels_back is None and not self._scores_resampled(grid):  # else on the input grid already
                     labels = labels_on_input_grid(labels, grid, volume)
+                if labels_back is not None:  # nnU-Net's mode: from the card's orientation to the input's array
+                    labels = labels_back(labels)
             if self.card.postprocessing:  # its own figure: what the card's clean-up costs
                 with _timed(report, "cleanup"):
                     labels = clean_labels(labels, volume.spacing, self.card)
@@ -144,13 +156,14 @@ class Segmenter:
         return SegmentationResult(labels, report)
 
     def nnunet_scores(self, volume: Volume) -> NnUNetScores:
-        """An nnU-Net-mode model's blended logits on its model grid, on their way to labels (``.labels()``): what
-        ``segment`` computes before its argmax, for comparing class scores with nnU-Net's own (the parity harness)."""
+        """An nnU-Net-mode model's blended logits on its model grid, on their way to labels (``.labels()``, on the
+        input array turned to the card's orientation): what ``segment`` computes before its argmax, for comparing
+        class scores with nnU-Net's own (the parity harness)."""
         if self.card.nnunet is None:
             raise MedSegError(f"model '{self.card.name}' does not run in nnU-Net's mode")
         volume = segmentable(volume)
         check_input(volume, self.card)
-        grid = nnunet_model_grid(volume, self.card, self.device)
+        grid = nnunet_model_grid(oriented(volume, self.card.orientation)[0], self.card, self.device)
         return self._infer_with_fallback(grid, _Tracker(None, None), RunReport(device=describe_device(self.device)))
 
     def _return_home(self, report: RunReport) -> None:
@@ -218,9 +231,13 @@ class Segmenter:
     def probabilities(self, volume: Volume) -> tuple[torch.Tensor, Volume]:
         """Softmax class probabilities (K, k, j, i), float32 on the CPU, on the model grid, and that grid's
         geometry: a teacher's soft targets for distillation (training/soft_targets.py). No clean-up is applied."""
+        if self._parts:
+            raise MedSegError(f"model '{self.card.name}' has {len(self._parts)} parts on grids of their own: its "
+                              "class probabilities are not one volume")
         volume = segmentable(volume)
         check_input(volume, self.card)
-        grid = nnunet_model_grid(volume, self.card, torch.device("cpu")) if self.card.nnunet is not None \
+        grid = nnunet_model_grid(oriented(volume, self.card.orientation)[0], self.card, torch.device("cpu")) \
+            if self.card.nnunet is not None \
             else to_model_grid(volume, self.card)
         needed = 2 * self.card.out_channels * math.prod(grid.array.shape[1:]) * 4  # scores and their softmax
         available = free_memory("cpu")[1]

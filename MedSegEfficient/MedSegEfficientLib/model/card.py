@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from MedSegEfficientLib.errors import ModelFileError
+from MedSegEfficientLib.model.multi_part import parse_parts
 from MedSegEfficientLib.model.nnunet_mode import NnUNetMode, parse_nnunet_mode
 from MedSegEfficientLib.model.postprocessing_rules import LabelCleanup, is_sided, parse_cleanup, parse_mirroring
 
@@ -80,6 +81,8 @@ class ModelCard:
     postprocessing: dict[str, LabelCleanup] = field(default_factory=dict)
     mirroring: list[int] = field(default_factory=list)  # image axes; in nnU-Net's mode, every combination of them
     nnunet: NnUNetMode | None = None  # run through nnU-Net's own pipeline (imported nnU-Net models)
+    # Several networks whose labels merge into this card's (model/multi_part.py): TotalSegmentator's multi-part tasks.
+    parts: list["ModelCard"] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format: str = CARD_FORMAT
@@ -141,6 +144,7 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
     sided = data.get("nnunet") is None and any(is_sided(label.name, label.modifier) for label in labels)
     mirroring = parse_mirroring(data.get("mirroring"), dims, data.get("slice_axis", 2), data.get("orientation", "LPS"),
                                 sided, problems)
+    parts = parse_parts(data, _parse_card, problems)
     if problems or network is None:
         return None
     return ModelCard(
@@ -150,7 +154,7 @@ def _parse_card(data: Any, problems: list[str]) -> ModelCard | None:
         patch_size=data.get("patch_size"), size_divisor=int(data.get("size_divisor", 16)),
         slice_axis=int(data.get("slice_axis", 2)), slice_fit=data.get("slice_fit", "resize"), training=dict(data.get("training", {})),
         metrics=dict(data.get("metrics", {})), format_version=version, postprocessing=cleanup, mirroring=mirroring,
-        nnunet=nnunet,
+        nnunet=nnunet, parts=parts,
     )
 
 

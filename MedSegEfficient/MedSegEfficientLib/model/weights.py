@@ -22,6 +22,7 @@ from MedSegEfficientLib.model.library import resolve_model_path
 from MedSegEfficientLib.model.model_file import CARD_METADATA_KEY, read_card
 from MedSegEfficientLib.networks import build_network
 from MedSegEfficientLib.networks.fold_average import FoldAverage
+from MedSegEfficientLib.networks.multi_part import MultiPartNetwork
 
 
 @dataclass
@@ -32,7 +33,10 @@ class LoadedModel:
 
 
 def build_from_card(card: ModelCard) -> nn.Module:
-    """The card's network; with ``folds`` in its arguments, that many copies averaged (networks/fold_average.py)."""
+    """The card's network; with ``folds`` in its arguments, that many copies averaged (networks/fold_average.py);
+    a multi-part card's part networks together (networks/multi_part.py)."""
+    if card.parts:
+        return MultiPartNetwork(build_from_card(part) for part in card.parts)
     args = dict(card.network.args)
     folds = args.pop("folds", 1)
 
