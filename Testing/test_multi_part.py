@@ -95,3 +95,14 @@ def test_class_probabilities_of_several_grids_are_refused(tmp_path):
 def test_the_shipped_labels_keep_their_codes_in_a_part():
     part = ModelCard.from_dict(two_parts().to_dict()).parts[0]
     assert part.labels == list(LABELS)
+
+
+def test_the_memory_check_counts_one_part_at_a_time():
+    """Parts run in turn: a model of two parts needs about what its larger part needs, not the input grid's
+    full resolution (the card's own spacing and tile are empty)."""
+    from MedSegEfficientLib.inference.preflight import estimate
+
+    volume, _ = make_phantom(shape=(120, 256, 256), spacing=(0.8, 0.8, 1.0))
+    card = two_parts()
+    whole, part = estimate(volume, card, gpu=False), estimate(volume, card.parts[0], gpu=False)
+    assert part.ram_bytes < whole.ram_bytes < 1.2 * part.ram_bytes

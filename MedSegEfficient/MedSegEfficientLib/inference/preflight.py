@@ -53,6 +53,10 @@ def model_grid_voxels(volume: Volume, card: ModelCard) -> int:
 
 def estimate(volume: Volume, card: ModelCard, gpu: bool, batch: int | None = None,
              parameters: int = 0) -> MemoryEstimate:
+    if card.parts:  # one part at a time, beside the merged labels
+        needs = [estimate(volume, part, gpu, batch, parameters) for part in card.parts]
+        return MemoryEstimate(ram_bytes=max(n.ram_bytes for n in needs) + math.prod(volume.grid_shape),
+                              gpu_bytes=max(n.gpu_bytes for n in needs))
     voxels = model_grid_voxels(volume, card)
     classes = card.out_channels
     image = card.in_channels * voxels * 4
