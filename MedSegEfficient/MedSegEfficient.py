@@ -73,6 +73,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._run = None  # the WorkerRun in flight
+        self._runKind = "segment"  # or "improve": fine-tuning, which has its own button and end
         self._prepared = None
         self._outputOfRun = None  # the segmentation the run in flight writes into (None: a new one)
         self._lastResult = None
@@ -99,6 +100,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.clicked.connect(self.onSegmentButton)
         self.ui.importModelButton.clicked.connect(self.onImportModel)
         self.ui.undoButton.clicked.connect(self.onUndo)
+        self.ui.addCaseButton.clicked.connect(self.onAddCase)
+        self.ui.improveButton.clicked.connect(self.onImproveButton)
         self.ui.modelSelector.currentIndexChanged.connect(self._onModelChosen)
         # The driver is asked in a child process that _poll reads: setup never waits for nvidia-smi.
         self.ui.deviceInfoLabel.text = "Auto: looking for a GPU..."
@@ -145,7 +148,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._cancelRun(f"{node.GetName()} was removed")
 
     def _cancelRun(self, reason):
-        if self._run is not None:
+        if self._run is not None and self._runKind == "segment":  # fine-tuning reads files, not the scene
             self._cancelReason = self._cancelReason or reason  # the first: a closing scene then removes its nodes
             self._run.cancel()
 
@@ -235,8 +238,11 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode is None:
             return
         reason = self.logic.whyCannotRun(self._parameterNode)
-        self.ui.segmentButton.enabled = self._run is not None or not reason
+        improving = self._run is not None and self._runKind == "improve"
+        self.ui.segmentButton.enabled = not improving and (self._run is not None or not reason)
         self.ui.segmentButton.toolTip = reason or "Segment the input volume with the selected model."
+        self.ui.improveButton.enabled = improving or (self._run is None and bool(self._parameterNode.modelPath))
+        self.ui.addCaseButton.enabled = self._run is None
 
     def onSegmentButton(self):
         if self._run is not None:
@@ -279,6 +285,8 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _finish(self, status):
         self._run = None
+        if self._runKind == "improve":
+            return self._finishImprove(status)
         self.ui.segmentButton.text = "Segment"
         prepared, output = self._prepared, self._outputOfRun
         self._prepared = self._outputOfRun = None
@@ -321,6 +329,54 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._lastResult.undo.restore()
             self.ui.undoButton.enabled = False
             self.ui.statusLabel.text = "The last run was undone."
+
+    # --- learning from corrections ---------------------------------------------------------------------------
+    def onAddCase(self):
+        """The output selector's segmentation (else the last run's), corrected by the user, as a training case."""
+        params = self._parameterNode
+        last = self._lastResult.segmentation_node if self._lastResult is not None else None
+        segmentation = params.outputSegmentation or last
+        with slicer.util.tryWithErrorDisplay("The case could not be added.", waitCursor=True):
+            if params.inputVolume is None or segmentation is None or not slicer.mrmlScene.IsNodePresent(segmentation):
+                raise ValueError("Segment the volume and correct the result first, or choose the corrected "
+                                 "segmentation as the output segmentation.")
+            added = self.logic.addTrainingCase(params.inputVolume, segmentation, params.modelPath)
+            self.ui.casesLabel.text = f"Kept case {added['case']}: {added['count']} case(s) in {added['folder']}."
+
+    def onImproveButton(self):
+        if self._run is not None:
+            if self._runKind == "improve":
+                self._run.cancel()
+                self.ui.statusLabel.text = "Cancelling..."
+            return
+        params = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("The model cannot be improved.", waitCursor=True):
+            self._run = self.logic.startImproveModel(params.modelPath, DEVICES[params.device])
+            self._runKind = "improve"
+            self.ui.improveButton.text = "Cancel improving"
+            self.ui.progressBar.value = 0
+            self._checkCanApply()
+            self._timer.start()
+
+    def _finishImprove(self, status):
+        self._runKind = "segment"
+        self.ui.improveButton.text = "Improve model"
+        try:
+            if status.cancelled:
+                self.ui.statusLabel.text = "Improving was cancelled: the model is unchanged, nothing was written."
+            elif status.error is not None:
+                self.ui.statusLabel.text = f"Improving failed: {status.error}. The model is unchanged."
+                slicer.util.errorDisplay(f"The model could not be improved: {status.error}",
+                                         detailedText=status.traceback)
+            else:
+                self.ui.progressBar.value = 100
+                self.ui.statusLabel.text = "Done."
+                self.ui.casesLabel.text = status.result["summary"]
+                if status.result["kept"] and self._parameterNode is not None:
+                    self._parameterNode.modelPath = status.result["output"]  # the new one, beside the old
+                self.refreshModels()
+        finally:
+            self._checkCanApply()
 
     def _askPreflight(self, preflight):
         """'fast', 'cpu', 'anyway' or None (do not run)."""

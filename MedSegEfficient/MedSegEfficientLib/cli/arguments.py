@@ -202,6 +202,46 @@ def add_commands(commands) -> None:
     importer.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     importer.set_defaults(module="importing", handler="run")
 
+    # run by cases.py
+    cases = commands.add_parser("cases", help="your corrected cases of a model, to fine-tune it on (medseg finetune)")
+    actions = cases.add_subparsers(dest="action", required=True, metavar="ACTION")
+    adding = actions.add_parser("add", help="keep an image and its corrected label map as a training case",
+                                description="The labels must be on the image's grid, numbered as the model numbers "
+                                            "its labels (medseg models --json lists them); a value the model does "
+                                            "not know is refused. The case is copied into the model's case folder "
+                                            "(~/.medsegefficient/cases/MODEL, or $MEDSEG_CASES_DIR/MODEL), in the "
+                                            "nnU-Net layout medseg train reads.")
+    adding.add_argument("image", help="the image (NIfTI, NRRD, MHA or a DICOM folder)")
+    adding.add_argument("labels", help="its corrected label map, in the model's numbering")
+    adding.add_argument("--name", help="the case's name (default: from the label file; numbered, never replaced)")
+    listing = actions.add_parser("list", help="list a model's cases")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    for action in (adding, listing):
+        add_model(action)
+        action.add_argument("--cases", metavar="FOLDER", help="the case folder (default: the model's own)")
+    adding.set_defaults(module="cases", handler="add")
+    listing.set_defaults(module="cases", handler="list_cases")
+
+    # run by finetune.py
+    tuning = commands.add_parser("finetune", help="improve a model on your corrected cases; kept only if not worse",
+                                 description="Fine-tunes a copy of MODEL on the cases (one in five, at least one, "
+                                             "held out) and writes it only if its mean Dice on the held-out cases is "
+                                             "not lower than MODEL's; exit code 3 when it was discarded. The time is "
+                                             "estimated before training starts and fits --minutes.")
+    tuning.add_argument("model", help="model name or file")
+    tuning.add_argument("--cases", metavar="FOLDER", help="the case folder (default: the model's own, where the "
+                                                          "panel and medseg cases add keep them)")
+    tuning.add_argument("-o", "--output", help="the new model file (default: MODEL_finetuned.safetensors in the user "
+                                               "model folder, numbered if taken)")
+    tuning.add_argument("--minutes", type=MINUTES, help="time budget (default: 4 on a GPU, 25 on a CPU)")
+    tuning.add_argument("--base-data", metavar="FOLDER",
+                        help="the model's own training data (nnU-Net layout), trained on beside the cases (default: "
+                             "the folder its card's training command names, if it is here)")
+    tuning.add_argument("--seed", type=SEED, default=0, help="random seed")
+    tuning.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device(tuning)
+    tuning.set_defaults(module="finetune", handler="run")
+
     # run by train.py
     train = commands.add_parser("train", help="train a model on an nnU-Net/MSD folder or image/label pairs")
     train.add_argument("data", nargs="?", help="folder with dataset.json, imagesTr/, labelsTr/")

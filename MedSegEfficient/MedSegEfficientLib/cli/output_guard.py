@@ -13,7 +13,7 @@ from MedSegEfficientLib.files import resolved
 
 # Arguments that name something a command reads, and those that name what it writes.
 INPUT_ARGUMENTS = ("input", "inputs", "data", "source", "card", "init", "prepared", "model", "image", "reference",
-                   "teacher", "label_map", "pairs", "student")
+                   "teacher", "label_map", "pairs", "student", "labels", "cases", "base_data")
 OUTPUT_ARGUMENTS = {"output": "-o", "json": "--json", "overlay": "--overlay"}  # argument -> its option
 
 

@@ -26,6 +26,7 @@ from MedSegEfficientLib.model.library import default_model_path
 from MedSegEfficientLib.model.model_file import read_card
 from MedSegEfficientLib.model.terminology import EXTRA_FILE
 from MedSegEfficientLib.inference.gpu.gpu_probe import GpuProbe
+from MedSegEfficientLib.slicer.corrections import labels_from_segmentation_node
 from MedSegEfficientLib.slicer.model_picker import InputShape, describe_choice, load_history, model_choices, record_run
 from MedSegEfficientLib.slicer.scene import (SegmentationSnapshot, labels_to_segmentation_node, place_in_study,
                                              volume_from_node)
@@ -34,6 +35,7 @@ from MedSegEfficientLib.slicer.worker_protocol import volume_header
 from MedSegEfficientLib.volume import Volume
 
 MODULE_NAME = "MedSegEfficient"
+MODEL_ATTRIBUTE = "MedSegEfficient.ModelPath"  # on a segmentation a run made: the model whose numbering it has
 
 
 @dataclass
@@ -214,11 +216,41 @@ class MedSegEfficientLogic:
         node = labels_to_segmentation_node(scene, labels, prepared.volume_node, card.labels,
                                            segmentation_node=outputSegmentation,
                                            name=f"{prepared.volume_node.GetName()} {card.name}")
+        node.SetAttribute(MODEL_ATTRIBUTE, prepared.model_path)
         if outputSegmentation is None:
             place_in_study(scene, node, prepared.volume_node)
         record_run(prepared.model_path, sum(result.report.seconds.values()), result.report.device)
         logging.info(f"{MODULE_NAME}: {result.report.summary()}")
         return NodeResult(node, result.report, undo)
+
+    # --- learning from corrections (training/user_cases.py, training/finetune.py) ------------------------------
+    def segmentationModel(self, segmentationNode, modelPath: str | None = None) -> str:
+        """The model that made the segmentation (recorded by ``apply``), else ``modelPath``, else the default."""
+        made_by = segmentationNode.GetAttribute(MODEL_ATTRIBUTE) if segmentationNode is not None else None
+        return str(made_by or modelPath or default_model_path())
+
+    def addTrainingCase(self, volumeNode, segmentationNode, modelPath: str | None = None,
+                        casesFolder: str | None = None) -> dict:
+        """Keep the (corrected) segmentation of the volume as a training case of the model that made it: labels in
+        its numbering (segments it does not know are refused by name), written by the worker. Returns {'case',
+        'folder', 'count'}."""
+        if volumeNode is None or segmentationNode is None:
+            raise MedSegError("a volume and its corrected segmentation are needed")
+        model = self.segmentationModel(segmentationNode, modelPath)
+        labels = labels_from_segmentation_node(self._scene(), segmentationNode, volumeNode, read_card(model))
+        volume = volume_from_node(volumeNode)
+        request = {"model": model, "geometry": volume_header(volume), "name": volumeNode.GetName(),
+                   "source": f"Slicer: {volumeNode.GetName()} / {segmentationNode.GetName()}", "cases": casesFolder}
+        arrays = {"input": np.ascontiguousarray(volume.array), "labels": labels}
+        return self._result(self.worker().submit("add_case", request, arrays).wait())
+
+    def startImproveModel(self, modelPath: str | None, device: str = "auto", minutes: float | None = None,
+                          casesFolder: str | None = None, output: str | None = None) -> WorkerRun:
+        """Fine-tune a copy of the model on its cases in the worker; poll the run (progress says the time left),
+        cancel it at will. Its result: {'kept', 'output', 'summary', ...}; the old model is never changed."""
+        request = {"model": str(modelPath or default_model_path()), "device": device, "minutes": minutes,
+                   "cases": casesFolder, "output": output}
+        return self.worker().submit("finetune", request)
 
     def process(self, inputVolume, modelPath: str | None, device: str = "auto", fast: bool = False, progress=None,
                 cancel=None, outputSegmentation=None, roiNode=None) -> NodeResult:

@@ -33,8 +33,8 @@ class WorkerSession:
         """Answer one request with exactly one final event ('done', 'preflight', 'cancelled' or 'error')."""
         run_id = request.get("id")
         try:
-            handler = {"segment": self._segment, "preflight": self._preflight,
-                       "import_model": self._import_model}.get(request.get("op"))
+            handler = {"segment": self._segment, "preflight": self._preflight, "import_model": self._import_model,
+                       "add_case": self._add_case, "finetune": self._finetune}.get(request.get("op"))
             if handler is None:
                 raise ProtocolError(f"unknown request {request.get('op')!r}")
             handler(run_id, request, cancelled)
@@ -71,6 +71,36 @@ class WorkerSession:
         from MedSegEfficientLib.model.user_import import import_model_file  # validates every weight: torch
 
         self.send({"event": "done", "id": run_id, "result": str(import_model_file(request["path"]))})
+
+    def _add_case(self, run_id, request: dict[str, Any], cancelled: Callable[[], bool]) -> None:
+        """Keep a corrected case (labels already in the model's numbering) in the model's case folder."""
+        from MedSegEfficientLib.model.model_file import read_card
+        from MedSegEfficientLib.training.user_cases import add_case, cases_folder, stored_cases
+
+        volume = volume_from(read_array(request["input"], self.exchange), request["geometry"])
+        labels = np.asarray(read_array(request["labels"], self.exchange))
+        model = Path(request["model"])
+        card = read_card(model)
+        folder = Path(request["cases"]) if request.get("cases") else cases_folder(model, card)
+        stored = add_case(volume, labels, card, folder, name=request.get("name"), source=str(request.get("source", "")))
+        self.send({"event": "done", "id": run_id, "result": {"case": stored.name, "folder": str(folder),
+                                                             "count": len(stored_cases(folder))}})
+
+    def _finetune(self, run_id, request: dict[str, Any], cancelled: Callable[[], bool]) -> None:
+        """Improve the model on its cases (training/finetune.py): progress with the time left, Cancel between
+        steps; the result says whether the new model was kept and where it is."""
+        from MedSegEfficientLib.training.finetune import FinetuneSettings, finetune
+
+        self._segmenters.clear()  # training needs the memory a warm model holds
+        settings = FinetuneSettings(minutes=request.get("minutes"), device=str(request.get("device", "auto")),
+                                    command=f"MedSegEfficient panel: Improve model ({Path(request['model']).name})")
+        outcome = finetune(request["model"], Path(request["output"]) if request.get("output") else None,
+                           Path(request["cases"]) if request.get("cases") else None, settings,
+                           _ThrottledProgress(run_id, self.send), cancelled, log=lambda line: None)
+        self.send({"event": "done", "id": run_id, "result": {
+            "kept": outcome.kept, "output": str(outcome.output) if outcome.output else None,
+            "summary": outcome.summary(), "mean_before": outcome.mean_before, "mean_after": outcome.mean_after,
+            "estimate_seconds": outcome.estimate_seconds, "seconds": outcome.seconds, "notes": outcome.notes}})
 
     # --- helpers ---------------------------------------------------------------------------------------------
     @staticmethod

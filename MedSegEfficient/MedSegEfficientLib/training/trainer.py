@@ -87,10 +87,11 @@ def labelled_item(case: TrainingCase, card: ModelCard, with_classes: bool = Fals
 
 def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: list[TrainingCase], output: Path,
         config: TrainConfig, log: Callable[[str], None] = print, show_progress: bool = True,
-        provenance: dict[str, Any] | None = None) -> ModelCard:
+        provenance: dict[str, Any] | None = None, step_hook: Callable[[int, int], None] | None = None) -> ModelCard:
     """Train ``card``'s network on model-grid items; keep the model that validates best. Items with a ``soft``
     entry (K - 1 foreground probabilities, training/soft_targets.py) are fitted to it, with ``label`` only
-    steering the crops; all items of one run are of one kind."""
+    steering the crops; all items of one run are of one kind. ``step_hook(done, total)`` runs after every batch
+    (a progress bar; it may raise Cancelled, which ends the run with nothing more written)."""
     config.check()
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -166,6 +167,8 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
                 averaged.update_parameters(network)
             losses.append(float(loss.detach()))
             progress.update(1)
+            if step_hook is not None:
+                step_hook((epoch - 1) * config.iterations_per_epoch + len(losses) + skipped, total_steps)
             progress.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         if skipped:
             say(f"epoch {epoch}: skipped {skipped} batch(es) with a non-finite loss")
