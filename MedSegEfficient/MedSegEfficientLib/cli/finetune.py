@@ -15,7 +15,8 @@ EXIT_DISCARDED = 3
 def run(args: argparse.Namespace) -> int:
     from MedSegEfficientLib.training.finetune import FinetuneSettings, finetune
 
-    settings = FinetuneSettings(minutes=args.minutes, device=args.device, seed=args.seed, command=args.command_line,
+    settings = FinetuneSettings(minutes=args.minutes, epochs=args.epochs, learning_rate=args.lr, device=args.device,
+                                seed=args.seed, command=args.command_line,
                                 base_data=Path(args.base_data) if args.base_data else None)
     with ProgressBar(not args.quiet) as bar:
         outcome = finetune(args.model, Path(args.output) if args.output else None,

@@ -22,7 +22,8 @@ from typing import Callable
 from MedSegEfficientLib.errors import MedSegError
 
 # What the worker imports beyond Slicer's own packages: requirement -> the name it is imported by.
-REQUIREMENTS = {"safetensors>=0.4": "safetensors"}
+# monai and tqdm: the panel's "Improve model" trains in the worker.
+REQUIREMENTS = {"safetensors>=0.4": "safetensors", "monai>=1.3": "monai", "tqdm>=4.60": "tqdm"}
 # Slicer's own packages (and the PyTorch extension's torch): checked, pinned while installing, never installed here.
 PINNED = {"torch>=2.1": "torch", "numpy>=1.24": "numpy", "SimpleITK>=2.2": "SimpleITK"}
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][0-9.]*)$")

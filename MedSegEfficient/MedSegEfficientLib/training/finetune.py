@@ -2,36 +2,35 @@
 not worse on cases it did not train on.
 
 One case in five (at least one) is held out. The old model's Dice on them is measured first (which also times
-one engine run), then a few training steps are timed, so that the run's length is known before it starts: the
+an engine run), then a few real training steps are timed, so that the run's length is known before it starts: the
 epochs are chosen to fit the time budget (``minutes``). The copy trains with the old model's grid, tile and
-normalisation, starting from its weights, validated on the held-out cases every epoch (the best epoch is kept).
-The new model is written only if its held-out mean Dice is not lower than the old model's; its card records the
-cases (names and SHA-256 sums, not the images), both Dice figures and the command. Nothing overwrites the old
-model; Cancel ends the run with nothing written.
+normalisation, starting from its weights; the epoch of lowest training loss is kept. The held-out cases decide
+once, at the end, and never pick the epoch (that would flatter the new model): it is written only if its held-out
+mean Dice is not lower than the old model's, and its card records the cases (names and SHA-256 sums, not the
+images), both Dice figures and the command. Nothing overwrites the old model; Cancel ends the run with nothing
+written.
 """
 
 from __future__ import annotations
 
-import math
 import shlex
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import torch
 
 from MedSegEfficientLib.errors import Cancelled, MedSegError
 from MedSegEfficientLib.files import sha256_of
 from MedSegEfficientLib.inference.gpu.devices import select_device
 from MedSegEfficientLib.model.card import ModelCard
 from MedSegEfficientLib.model.library import SHIPPED_MODELS_DIR, resolve_model_path, user_models_folder
-from MedSegEfficientLib.model.weights import LoadedModel, build_from_card, load_model, save_model
+from MedSegEfficientLib.model.weights import LoadedModel, load_model, save_model
 from MedSegEfficientLib.training.config import TrainConfig
 from MedSegEfficientLib.training.datasets import CasePaths, check_label_values, describe_folder, load_cases
 from MedSegEfficientLib.training.user_cases import StoredCase, cases_folder, stored_cases
-from MedSegEfficientLib.training.validation import dice_for_card, present_mean, validate
+from MedSegEfficientLib.training.validation import dice_for_card, present_mean, validate, validation_metrics
 
 Progress = Callable[[float, str], None]
 HELD_OUT_SHARE = 5  # one case in five
@@ -109,8 +108,7 @@ def finetune(model: str | Path, output: Path | None = None, cases: Path | None =
     train_cases, held = split_cases(stored)
     notes = _changed_since_added(stored)
     report(0.0, f"reading {len(stored)} case(s)")
-    training = load_cases([CasePaths(c.image, c.labels) for c in train_cases])
-    held_out = load_cases([CasePaths(c.image, c.labels) for c in held])
+    training, held_out = _loaded(train_cases), _loaded(held)
     base = _base_data(old.card, settings.base_data, notes)
     check_label_values(training + held_out + base, old.card.labels)
     device = select_device(settings.device)
@@ -119,46 +117,53 @@ def finetune(model: str | Path, output: Path | None = None, cases: Path | None =
     before = validate(old, held_out, device, check_memory=False)
     check_seconds = time.time() - check_started
     card = ModelCard.from_dict(old.card.to_dict())
-    from MedSegEfficientLib.training.trainer import fit, labelled_item
+    from MedSegEfficientLib.training.trainer import fit, labelled_item, seconds_per_step
 
     items = [labelled_item(case, card) for case in training + base]
-    step_seconds = _time_steps(card, items, settings, device)
-    budget = 60 * (settings.minutes if settings.minutes is not None else (4 if device.type == "cuda" else 25))
-    epoch_seconds = settings.iterations_per_epoch * step_seconds + check_seconds
-    epochs = settings.epochs or max(1, min(MAX_EPOCHS, int((budget - (time.time() - started)) // epoch_seconds)))
-    estimate = time.time() - started + epochs * epoch_seconds
-    log(f"fine-tuning {old.card.name} on {len(training)} case(s)" + (f" + {len(base)} of its own" if base else "")
-        + f", {len(held_out)} held out: {epochs} epoch(s) of {settings.iterations_per_epoch} steps, about "
-        f"{_minutes(estimate)} in all")
     config = TrainConfig(network=card.network.name, preset=card.network.preset, spatial_dims=card.spatial_dims,
-                         patch_size=card.patch_size, epochs=epochs, iterations_per_epoch=settings.iterations_per_epoch,
+                         patch_size=card.patch_size, iterations_per_epoch=settings.iterations_per_epoch,
                          batch_size=settings.batch_size, learning_rate=settings.learning_rate, device=settings.device,
-                         seed=settings.seed, init=str(model_path), max_minutes=budget / 60 * 1.2,
-                         command=settings.command)
+                         seed=settings.seed, init=str(model_path), command=settings.command)
+    report(0.04, "timing a few training steps")
+    step_seconds = seconds_per_step(card, items, config)
+    budget = 60 * (settings.minutes if settings.minutes is not None else (4 if device.type == "cuda" else 25))
+    left = budget - (time.time() - started) - check_seconds  # the held-out cases are scored once more at the end
+    config.epochs = settings.epochs or max(1, min(MAX_EPOCHS, int(left // (config.iterations_per_epoch * step_seconds))))
+    config.max_minutes = 1.5 * budget / 60  # a guard: the estimate holds unless the machine gets busy
+    estimate = time.time() - started + config.epochs * config.iterations_per_epoch * step_seconds + check_seconds
+    log(f"fine-tuning {old.card.name} on {len(training)} case(s)" + (f" + {len(base)} of its own" if base else "")
+        + f", {len(held_out)} held out: {config.epochs} epoch(s) of {config.iterations_per_epoch} steps, about "
+        f"{_minutes(estimate)} in all")
+    if cancel is not None and cancel():
+        raise Cancelled("fine-tuning was cancelled; the old model stays as it was and nothing was written")
     first = time.time()
 
     def step(done: int, total: int) -> None:
         if cancel is not None and cancel():
             raise Cancelled("fine-tuning was cancelled; the old model stays as it was and nothing was written")
-        left = (time.time() - first) / done * (total - done) + (epochs - done * epochs // total) * check_seconds
-        report(0.05 + 0.9 * done / total, f"fine-tuning: step {done}/{total}, about {_minutes(left)} left")
+        remaining = (time.time() - first) / done * (total - done) + check_seconds
+        report(0.05 + 0.9 * done / total, f"fine-tuning: step {done}/{total}, about {_minutes(remaining)} left")
 
     with tempfile.TemporaryDirectory(prefix="medseg-finetune-") as scratch:
         candidate = Path(scratch) / "candidate.safetensors"
-        fit(card, items, held_out, candidate, config, log=lambda line: None, show_progress=False, step_hook=step)
+        # No validation cases: the held-out ones decide once, at the end, and never pick the epoch (picking on
+        # them would make the comparison with the old model optimistic). The lowest training loss is kept.
+        fit(card, items, [], candidate, config, log=lambda line: None, show_progress=False, step_hook=step)
+        report(0.96, f"measuring the fine-tuned model on {len(held)} held-out case(s)")
         new = load_model(candidate)
-        after = dice_for_card(_scores(new.card))
-        mean_after = new.card.metrics.get("validation_mean_dice")
-        mean_before = present_mean(before)
+        after = validate(new, held_out, device, check_memory=False)
+        mean_before, mean_after = present_mean(before), present_mean(after)
         outcome = FinetuneOutcome(
-            kept=mean_after is not None and mean_before is not None and mean_after >= round(mean_before, 4),
-            output=None, dice_before=dice_for_card(before), dice_after=after,
-            mean_before=None if mean_before is None else round(mean_before, 4), mean_after=mean_after,
+            kept=mean_after is not None and mean_before is not None and round(mean_after, 4) >= round(mean_before, 4),
+            output=None, dice_before=dice_for_card(before), dice_after=dice_for_card(after),
+            mean_before=None if mean_before is None else round(mean_before, 4),
+            mean_after=None if mean_after is None else round(mean_after, 4),
             training_cases=[c.name for c in train_cases], held_out=[c.name for c in held],
             estimate_seconds=round(estimate, 1), seconds=0.0, notes=notes)
         outcome.seconds = round(time.time() - started, 1)
         if outcome.kept:
-            report(0.97, "writing the fine-tuned model")
+            report(0.98, "writing the fine-tuned model")
+            new.card.metrics = validation_metrics(after, held_out)
             save_model(output, _recorded_card(new, old, model_path, folder, stored, train_cases, outcome, settings),
                        new.network)
             outcome.output = output
@@ -184,6 +189,13 @@ def _check_output(output: Path, model_path: Path) -> None:
         raise MedSegError(f"the output {output.name} must end in .safetensors")
 
 
+def _loaded(cases: list[StoredCase]) -> list:
+    loaded = load_cases([CasePaths(case.image, case.labels) for case in cases])
+    for case, stored in zip(loaded, cases):
+        case.name = stored.name  # the case's name, not its image file's
+    return loaded
+
+
 def _changed_since_added(stored: list[StoredCase]) -> list[str]:
     """Cases whose files changed after they were added (edited by hand): trained on as they are now, and said."""
     changed = [case.name for case in stored
@@ -206,33 +218,6 @@ def _base_data(card: ModelCard, folder: Path | None, notes: list[str]) -> list:
         raise MedSegError(f"{folder}'s labels are not model '{card.name}''s: it is not the data it was trained on")
     notes.append(f"trained also on {len(description.training)} case(s) of {folder}")
     return load_cases(description.training)
-
-
-def _time_steps(card: ModelCard, items: list[dict], settings: FinetuneSettings, device: torch.device) -> float:
-    """Seconds per training step: two timed steps (after one to warm up) of the network on a batch of tiles,
-    plus what cropping and augmentation cost on this machine (a factor of 1.3 measured against fit's own steps)."""
-    network = build_from_card(card).to(device).train()
-    shape = card.patch_size or [min(256, max(item["image"].shape[-2] for item in items))] * 2
-    images = torch.randn(settings.batch_size, card.in_channels, *shape, device=device)
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.0)
-    timings = []
-    for _ in range(3):
-        begun = time.time()
-        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            output = network(images)
-        output = output[0] if isinstance(output, (list, tuple)) else output
-        output.float().mean().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timings.append(time.time() - begun)
-    return 1.3 * sum(timings[1:]) / 2
-
-
-def _scores(card: ModelCard) -> dict[str, float]:
-    return {name: math.nan if value is None else value
-            for name, value in card.metrics.get("validation_dice", {}).items()}
 
 
 def _recorded_card(new: LoadedModel, old: LoadedModel, model_path: Path, folder: Path, stored: list[StoredCase],

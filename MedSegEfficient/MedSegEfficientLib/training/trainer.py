@@ -201,6 +201,30 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
     return card
 
 
+def seconds_per_step(card: ModelCard, items: list[dict[str, np.ndarray]], config: TrainConfig, steps: int = 3) -> float:
+    """What one of ``fit``'s batches costs here: crops and augmentation from the loader, the forward and backward
+    pass and the optimiser step, timed over ``steps`` batches after one to warm up (a fine-tune's estimate)."""
+    device = select_device(config.device)
+    network = build_from_card(card).to(device).train()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=0.0)
+    probe = TrainConfig(**{**config.__dict__, "iterations_per_epoch": steps + 1, "workers": 0})
+    from monai.losses import DiceCELoss
+
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    begun = None
+    for index, batch in enumerate(_training_loader(items, card, probe, soft=False)):
+        if index == 1:
+            begun = time.time()
+        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = network(batch["image"].to(device))
+        _supervised_loss(loss_function, logits, batch["label"].to(device)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return (time.time() - begun) / steps
+
+
 def _initial_card(description: DatasetDescription, cases: list[TrainingCase], config: TrainConfig) -> ModelCard:
     dims = config.spatial_dims
     spacing = config.spacing or median_spacing(cases)
@@ -318,4 +342,4 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, disable=not enabled, unit="it", dynamic_ncols=True)
 
 
-__all__ = ["TrainConfig", "fit", "labelled_item", "train", "validate"]
+__all__ = ["TrainConfig", "fit", "labelled_item", "seconds_per_step", "train", "validate"]
