@@ -85,6 +85,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.chooseModelFile = lambda: qt.QFileDialog.getOpenFileName(
             None, "Import model file", "", "MedSegEfficient model (*.safetensors)")
         self.askPreflight = self._askPreflight
+        self.improveMinutes = None  # "Improve model"'s time budget; None: 4 min on a GPU, 25 on a CPU
         ScriptedLoadableModuleWidget.__init__(self, parent)
 
     def setup(self):
@@ -351,7 +352,7 @@ class MedSegEfficientWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         params = self._parameterNode
         with slicer.util.tryWithErrorDisplay("The model cannot be improved.", waitCursor=True):
-            self._run = self.logic.startImproveModel(params.modelPath, DEVICES[params.device])
+            self._run = self.logic.startImproveModel(params.modelPath, DEVICES[params.device], self.improveMinutes)
             self._runKind = "improve"
             self.ui.improveButton.text = "Cancel improving"
             self.ui.progressBar.value = 0
