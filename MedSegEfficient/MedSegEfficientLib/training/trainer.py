@@ -142,17 +142,8 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
                 say(f"epoch {epoch}: the {config.max_minutes} minute limit passed after {len(losses) + skipped} "
                     f"of {config.iterations_per_epoch} batches")
                 break
-            images, labels = batch["image"].to(device), batch["label"].to(device)
-            target = with_background(batch["soft"].to(device).float()) if soft else labels
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                logits = network(images)
-            # The loss in float32: softmax + Dice in float16 overflows now and then and poisons the weights.
-            criterion = loss_function
-            if partial:  # each crop's unlabelled classes count as background (training/partial_labels.py)
-                labelled = batch["labelled"].to(device)
-                criterion = lambda scores, targets: marginal_dice_ce(scores, targets, labelled)  # noqa: E731
-            loss = _supervised_loss(criterion, logits, target, soft) + _extra_loss(network, labels)
+            loss = _batch_loss(network, batch, device, loss_function, soft, partial)
             if not torch.isfinite(loss):
                 skipped += 1
                 scheduler.step()
@@ -201,6 +192,21 @@ def fit(card: ModelCard, items: list[dict[str, np.ndarray]], validation_cases: l
     return card
 
 
+def _batch_loss(network: torch.nn.Module, batch: dict, device: torch.device, loss_function, soft: bool,
+                partial: bool) -> torch.Tensor:
+    """One batch's forward pass and loss (the network in float16 autocast on CUDA, the loss in float32: softmax +
+    Dice in float16 overflows now and then and poisons the weights)."""
+    images, labels = batch["image"].to(device), batch["label"].to(device)
+    target = with_background(batch["soft"].to(device).float()) if soft else labels
+    with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+        logits = network(images)
+    criterion = loss_function
+    if partial:  # each crop's unlabelled classes count as background (training/partial_labels.py)
+        labelled = batch["labelled"].to(device)
+        criterion = lambda scores, targets: marginal_dice_ce(scores, targets, labelled)  # noqa: E731
+    return _supervised_loss(criterion, logits, target, soft) + _extra_loss(network, labels)
+
+
 def seconds_per_step(card: ModelCard, items: list[dict[str, np.ndarray]], config: TrainConfig, steps: int = 3) -> float:
     """What one of ``fit``'s batches costs here: crops and augmentation from the loader, the forward and backward
     pass and the optimiser step, timed over ``steps`` batches after one to warm up (a fine-tune's estimate)."""
@@ -215,13 +221,12 @@ def seconds_per_step(card: ModelCard, items: list[dict[str, np.ndarray]], config
     for index, batch in enumerate(_training_loader(items, card, probe, soft=False)):
         if index == 1:
             begun = time.time()
-        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            logits = network(batch["image"].to(device))
-        _supervised_loss(loss_function, logits, batch["label"].to(device)).backward()
+        loss = _batch_loss(network, batch, device, loss_function, soft=False, partial=False)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=12.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        float(loss.detach())  # fit reads each loss: the same wait for the GPU
     return (time.time() - begun) / steps
 
 
