@@ -161,7 +161,7 @@ def test_the_command_line_adds_cases_and_fine_tunes(tmp_path, user_models, monke
     assert main(["cases", "add", str(tmp_path / "scan0.nii.gz"), str(tmp_path / "other_grid.nii.gz"),
                  "--model", "rough"]) == 2
     assert "is not on scan0.nii.gz's grid" in capsys.readouterr().err
-    assert main(["finetune", "rough", "--device", "cpu", "--minutes", "0.3", "--quiet"]) == 0
+    assert main(["finetune", "rough", "--device", "cpu", "--minutes", "0.3", "--lr", "0.05", "--quiet"]) == 0
     assert (user_models / "rough_finetuned.safetensors").is_file()
     assert "kept the fine-tuned model" in capsys.readouterr().out
 
@@ -175,3 +175,21 @@ def test_outputs_that_would_replace_a_model_are_refused(tmp_path, user_models):
         finetune(model, model, tmp_path / "cases", FinetuneSettings(**QUICK))
     with pytest.raises(MedSegError, match="shipped models' folder"):
         finetune(model, default_model_path().parent / "x.safetensors", tmp_path / "cases", FinetuneSettings(**QUICK))
+
+
+def test_the_data_the_card_was_trained_on_joins_the_cases_where_it_is_at_hand(tmp_path, user_models, monkeypatch):
+    """A card whose training command names a dataset folder that exists here: its cases train beside the user's."""
+    import dataclasses
+
+    _, card = bands_model(tmp_path / "unused.safetensors", MISPLACED_BANDS)
+    add_phantoms(card, tmp_path / "original", [7, 8])  # the folder the model was "trained" on
+    monkeypatch.chdir(tmp_path)
+    card = dataclasses.replace(card, training={"command": "medseg train original -o rough.safetensors"})
+    model = save_model(tmp_path / "rough.safetensors", card, build_from_card(card))
+    add_phantoms(card, tmp_path / "cases", range(2))
+    outcome = finetune(model, None, tmp_path / "cases", FinetuneSettings(**QUICK), log=lambda line: None)
+    assert "trained also on 2 case(s) of original" in outcome.notes
+    other = dataclasses.replace(card, training={"command": "medseg train missing -o rough.safetensors"})
+    model = save_model(tmp_path / "rough2.safetensors", other, build_from_card(other))
+    outcome = finetune(model, None, tmp_path / "cases", FinetuneSettings(**QUICK), log=lambda line: None)
+    assert not any("trained also" in note for note in outcome.notes)

@@ -237,7 +237,7 @@ def add_commands(commands) -> None:
     tuning.add_argument("--base-data", metavar="FOLDER",
                         help="the model's own training data (nnU-Net layout), trained on beside the cases (default: "
                              "the folder its card's training command names, if it is here)")
-    tuning.add_argument("--epochs", type=EPOCHS, help="epochs of 20 steps (default: as many as fit --minutes)")
+    tuning.add_argument("--epochs", type=EPOCHS, help="epochs of 20 steps (default: as many as fit --minutes, at most 5)")
     tuning.add_argument("--lr", type=LEARNING_RATE, default=5e-4, help="AdamW learning rate (default 5e-4)")
     tuning.add_argument("--seed", type=SEED, default=0, help="random seed")
     tuning.add_argument("--quiet", action="store_true", help="no progress bar")
