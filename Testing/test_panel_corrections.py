@@ -20,6 +20,7 @@ from MedSegEfficientLib.model.weights import build_from_card, save_model  # noqa
 from MedSegEfficientLib.slicer.scene import labels_to_segmentation_node  # noqa: E402
 from models_for_tests import threshold_card  # noqa: E402
 from phantoms import make_phantom  # noqa: E402
+from test_panel import wait_until_done  # noqa: E402
 
 ROUGH_BANDS = [[-1.0, 0.8], [1.3, 0.5], [2.6, 0.5]]  # a rough model: both organs' bands too bright
 
@@ -33,14 +34,6 @@ def panel(slicer_app, user_models, tmp_path, monkeypatch):
     widget.module = slicer_app.module
     widget.improveMinutes = 0.3
     return widget
-
-
-def wait_until_done(widget, application, timeout=180.0):
-    deadline = time.time() + timeout
-    while widget._run is not None and time.time() < deadline:
-        application.processEvents()
-        time.sleep(0.02)
-    assert widget._run is None, "the run did not finish"
 
 
 def phantom_node(scene, seed):
