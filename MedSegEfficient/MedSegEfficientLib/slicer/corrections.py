@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from MedSegEfficientLib.model.card import ModelCard
-from MedSegEfficientLib.training.user_cases import labels_from_segment_names
+from MedSegEfficientLib.training.user_cases import check_segment_names, labels_from_segment_names
 
 
 def labels_from_segmentation_node(scene, segmentation_node, reference_node, card: ModelCard) -> np.ndarray:
@@ -20,7 +20,7 @@ def labels_from_segmentation_node(scene, segmentation_node, reference_node, card
     ids = list(segmentation.GetSegmentIDs())
     names = [segmentation.GetSegment(segment_id).GetName() for segment_id in ids]
     shape = tuple(slicer.util.arrayFromVolume(reference_node).shape[:3])
-    labels_from_segment_names([(name, np.zeros(0, bool)) for name in names], card, shape)  # refuses unknown names
+    check_segment_names(names, card)  # before anything is exported
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
     labelmap.SetHideFromEditors(True)
     try:

@@ -20,6 +20,7 @@ from MedSegEfficientLib.model.card import LabelInfo, Normalization
 from MedSegEfficientLib.errors import MedSegError
 from MedSegEfficientLib.io.images import read_image
 from MedSegEfficientLib.inference.preprocessing import resample_labels
+from MedSegEfficientLib.training.user_cases import unknown_label_values
 from MedSegEfficientLib.volume import Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -168,9 +169,8 @@ def load_cases(paths: list[CasePaths]) -> list[TrainingCase]:
 def check_label_values(cases: list[TrainingCase], labels: list[LabelInfo]) -> None:
     """Every value of every label map is a label of the dataset or 0: a value that is not (a map numbered for
     another dataset) would train as background or crash mid-training."""
-    known = {0} | {label.value for label in labels}
     for case in cases:
-        strange = sorted(set(np.unique(case.labels.array).tolist()) - known)
+        strange = unknown_label_values(case.labels.array, labels)
         if strange:
             raise MedSegError(f"{case.name}'s label map has value(s) {', '.join(map(str, strange[:8]))} that the "
                               f"dataset's labels ({', '.join(f'{label.value} {label.name}' for label in labels[:12])}"

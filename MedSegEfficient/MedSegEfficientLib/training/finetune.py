@@ -108,7 +108,8 @@ def finetune(model: str | Path, output: Path | None = None, cases: Path | None =
     started = time.time()
     stored = stored_cases(folder, old.card)
     train_cases, held = split_cases(stored)
-    notes = _changed_since_added(stored)
+    hashes = {case.name: (sha256_of(case.image), sha256_of(case.labels)) for case in stored}  # once: as trained on
+    notes = _changed_since_added(stored, hashes)
     report(0.0, f"reading {len(stored)} case(s)")
     training, held_out = _loaded(train_cases), _loaded(held)
     base = _base_data(old.card, settings.base_data, notes)
@@ -166,7 +167,7 @@ def finetune(model: str | Path, output: Path | None = None, cases: Path | None =
         if outcome.kept:
             report(0.98, "writing the fine-tuned model")
             new.card.metrics = validation_metrics(after, held_out)
-            save_model(output, _recorded_card(new, old, model_path, folder, stored, train_cases, outcome, settings),
+            save_model(output, _recorded_card(new, old, model_path, hashes, train_cases, outcome, settings),
                        new.network)
             outcome.output = output
     report(1.0, outcome.summary())
@@ -198,11 +199,11 @@ def _loaded(cases: list[StoredCase]) -> list:
     return loaded
 
 
-def _changed_since_added(stored: list[StoredCase]) -> list[str]:
+def _changed_since_added(stored: list[StoredCase], hashes: dict[str, tuple[str, str]]) -> list[str]:
     """Cases whose files changed after they were added (edited by hand): trained on as they are now, and said."""
     changed = [case.name for case in stored
-               if (case.image_sha256 and sha256_of(case.image) != case.image_sha256)
-               or (case.labels_sha256 and sha256_of(case.labels) != case.labels_sha256)]
+               if (case.image_sha256 and hashes[case.name][0] != case.image_sha256)
+               or (case.labels_sha256 and hashes[case.name][1] != case.labels_sha256)]
     return [f"case(s) {', '.join(changed)} changed since they were added"] if changed else []
 
 
@@ -222,7 +223,7 @@ def _base_data(card: ModelCard, folder: Path | None, notes: list[str]) -> list:
     return load_cases(description.training)
 
 
-def _recorded_card(new: LoadedModel, old: LoadedModel, model_path: Path, folder: Path, stored: list[StoredCase],
+def _recorded_card(new: LoadedModel, old: LoadedModel, model_path: Path, hashes: dict[str, tuple[str, str]],
                    train_cases: list[StoredCase], outcome: FinetuneOutcome, settings: FinetuneSettings) -> ModelCard:
     card = new.card
     card.name = f"{old.card.name} (fine-tuned)" if not old.card.name.endswith("(fine-tuned)") else old.card.name
@@ -233,8 +234,8 @@ def _recorded_card(new: LoadedModel, old: LoadedModel, model_path: Path, folder:
         "finetuned_from": {"name": old.card.name, "file": model_path.name, "sha256": sha256_of(model_path),
                            "training_command": old.card.training.get("command", "")},
         "user_cases": str(old.card.training.get("user_cases") or model_path.stem),
-        "cases": [{"name": case.name, "role": roles.get(case.name, "held out"), "image_sha256": sha256_of(case.image),
-                   "labels_sha256": sha256_of(case.labels)} for case in stored],
+        "cases": [{"name": name, "role": roles.get(name, "held out"), "image_sha256": image, "labels_sha256": labels}
+                  for name, (image, labels) in hashes.items()],
         "dice_before": outcome.dice_before, "dice_after": outcome.dice_after,
         "mean_dice_before": outcome.mean_before, "mean_dice_after": outcome.mean_after,
         "seconds": outcome.seconds, "notes": outcome.notes,

@@ -53,17 +53,22 @@ def labels_from_segment_names(names_and_masks: Iterable[tuple[str, np.ndarray]],
                               shape: tuple[int, ...]) -> np.ndarray:
     """One label map in the card's numbering from named binary masks (a segmentation's segments); a name the
     model does not know is refused by name, before anything is written."""
-    by_name = {label.name: label.value for label in card.labels}
     pairs = list(names_and_masks)
-    unknown = [name for name, _ in pairs if name not in by_name]
-    if unknown:
-        raise MedSegError(f"segment(s) {', '.join(repr(n) for n in unknown)} are not labels of model "
-                          f"'{card.name}' ({', '.join(by_name)}): rename or remove them first")
+    check_segment_names([name for name, _ in pairs], card)
+    by_name = {label.name: label.value for label in card.labels}
     labels = np.zeros(shape, dtype=np.uint8 if max(by_name.values()) < 256 else np.uint16)
     for name, mask in pairs:
-        if np.size(mask):
-            labels[np.asarray(mask, dtype=bool)] = by_name[name]  # a later segment over an earlier one, as Slicer draws
+        labels[np.asarray(mask, dtype=bool)] = by_name[name]  # a later segment over an earlier one, as Slicer draws
     return labels
+
+
+def check_segment_names(names: list[str], card: ModelCard) -> None:
+    """Every name is a label of the model; the others are named in the refusal."""
+    known = [label.name for label in card.labels]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise MedSegError(f"segment(s) {', '.join(repr(n) for n in unknown)} are not labels of model "
+                          f"'{card.name}' ({', '.join(known)}): rename or remove them first")
 
 
 def add_case(image: Volume, labels: np.ndarray, card: ModelCard, folder: Path, name: str | None = None,
@@ -103,9 +108,14 @@ def add_case(image: Volume, labels: np.ndarray, card: ModelCard, folder: Path, n
     return stored
 
 
+def unknown_label_values(array: np.ndarray, labels: list[LabelInfo]) -> list[int]:
+    """The values of a label map that are neither 0 nor one of ``labels``, in order (torch-free: Slicer's process
+    checks corrections with it)."""
+    return sorted(set(np.unique(array).tolist()) - ({0} | {label.value for label in labels}))
+
+
 def check_numbering(labels: np.ndarray, card: ModelCard) -> None:
-    known = {0} | {label.value for label in card.labels}
-    strange = sorted(set(np.unique(labels).tolist()) - known)
+    strange = unknown_label_values(labels, card.labels)
     if strange:
         raise MedSegError(f"label value(s) {', '.join(map(str, strange[:8]))} are not labels of model '{card.name}' "
                           f"({', '.join(f'{label.value} {label.name}' for label in card.labels[:12])})")
@@ -171,5 +181,5 @@ def _free_name(stem: str, taken: set[str], folder: Path) -> str:
     raise MedSegError(f"no free case name for '{stem}' in {folder}")
 
 
-__all__ = ["StoredCase", "add_case", "cases_folder", "cases_root", "check_numbering", "labels_from_segment_names",
-           "stored_cases"]
+__all__ = ["StoredCase", "add_case", "cases_folder", "cases_root", "check_numbering", "check_segment_names",
+           "labels_from_segment_names", "stored_cases", "unknown_label_values"]
